@@ -1,0 +1,111 @@
+"""HTTP transport to the aggregator: one requests.Session, timeouts, backoff, long polls."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+import numpy as np
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from server_component import wire
+
+log = logging.getLogger(__name__)
+
+
+class AggregatorError(RuntimeError):
+    """The aggregator refused a call; carries its status, error code and detail."""
+
+    def __init__(self, status: int, code: str, detail: str, call: str) -> None:
+        super().__init__(f"{call}: aggregator answered {status} {code}: {detail}")
+        self.status, self.code, self.detail = status, code, detail
+
+
+class AggregatorUnreachable(RuntimeError):
+    """The aggregator did not come up within the allowed time."""
+
+
+class AggregatorClient:
+    """Speaks protocol v1 to one aggregator."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 60.0,
+                 long_poll_s: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.long_poll_s = long_poll_s
+        self.session = requests.Session()
+        retry = Retry(total=5, connect=5, read=2, backoff_factor=0.5,
+                      status_forcelist=(502, 503, 504), allowed_methods=None,
+                      raise_on_status=False)
+        self.session.mount("http://", HTTPAdapter(max_retries=retry))
+        self.session.mount("https://", HTTPAdapter(max_retries=retry))
+        if token:
+            self.session.headers["Authorization"] = f"{wire.TOKEN_SCHEME} {token}"
+
+    def wait_ready(self, max_wait_s: float = 600.0) -> None:
+        """Back off exponentially (0.5 s doubling to 10 s) until /healthz answers."""
+        deadline, delay = time.monotonic() + max_wait_s, 0.5
+        while True:
+            try:
+                if self.session.get(f"{self.base_url}/healthz", timeout=5).ok:
+                    return
+            except requests.RequestException as exc:
+                log.debug("aggregator not up yet: %s", exc)
+            if time.monotonic() + delay > deadline:
+                raise AggregatorUnreachable(
+                    f"aggregator at {self.base_url} not reachable within {max_wait_s:.0f} s"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    def post_init(self, weights: list[np.ndarray], client_id: int) -> bool:
+        body = wire.encode(wire.tensors_from_list(weights), {wire.META_CLIENT_ID: str(client_id)})
+        return self._post("/v1/init", body).json()["adopted"]
+
+    def fetch_model(self, version: int, max_wait_s: float = 3600.0) -> list[np.ndarray]:
+        """Long-poll until model ``version`` exists; its weights in order."""
+        deadline = time.monotonic() + max_wait_s
+        while time.monotonic() < deadline:
+            response = self.session.get(
+                f"{self.base_url}/v1/model",
+                params={"round": version, "wait": self.long_poll_s},
+                timeout=self.long_poll_s + self.timeout,
+            )
+            if response.status_code == 200:
+                return wire.tensors_to_list(wire.decode(response.content).tensors)
+            if response.status_code != 204:
+                raise _error(response, f"GET model version {version}")
+        raise AggregatorUnreachable(f"model version {version} not published in {max_wait_s} s")
+
+    def post_update(self, weights: list[np.ndarray], meta: wire.UpdateMeta) -> str:
+        body = wire.encode(wire.tensors_from_list(weights), meta.to_metadata())
+        return self._post("/v1/update", body).json()["status"]
+
+    def post_done(self, client_id: int, metrics: Mapping[str, float], num_examples: int) -> None:
+        payload = {"client_id": client_id, "metrics": dict(metrics),
+                   "num_examples": max(num_examples, 1)}
+        response = self.session.post(f"{self.base_url}/v1/done", json=payload,
+                                     timeout=self.timeout)
+        if not response.ok:
+            raise _error(response, "POST done")
+
+    def _post(self, path: str, body: bytes) -> requests.Response:
+        response = self.session.post(
+            f"{self.base_url}{path}", data=body, timeout=self.timeout,
+            headers={"Content-Type": wire.CONTENT_TYPE},
+        )
+        if not response.ok:
+            raise _error(response, f"POST {path}")
+        return response
+
+
+def _error(response: requests.Response, call: str) -> AggregatorError:
+    try:
+        body = response.json()
+        code, detail = body.get("error", "?"), body.get("detail", "")
+    except ValueError:
+        code, detail = "?", response.text[:200]
+    return AggregatorError(response.status_code, code, detail, call)

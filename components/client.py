@@ -1,0 +1,47 @@
+"""The client task and the fan-out that lists client ids for the ParallelFor."""
+
+from kfp import dsl
+
+from components.embedding import runtime_component
+from components.runtime import CLIENT_PACKAGES, PYTHON_IMAGE, TENSORFLOW_IMAGE
+
+
+@dsl.component(base_image=PYTHON_IMAGE)
+def client_ids(num_clients: int) -> list:
+    """The ids 0..num_clients-1, one ParallelFor iteration each."""
+    if num_clients < 1:
+        raise ValueError(f"num_clients must be at least 1, got {num_clients}")
+    return list(range(num_clients))
+
+
+@runtime_component(["client_component", "server_component"], base_image=TENSORFLOW_IMAGE,
+                   packages_to_install=CLIENT_PACKAGES)
+def client(
+    server_url: str,
+    token: str,
+    client_id: int,
+    num_clients: int,
+    rounds: int,
+    dataset: str,
+    data_uri: str,
+    partition: str,
+    seed: int,
+    local_epochs: int,
+    batch_size: int,
+    learning_rate: float,
+):
+    """Train on this client's data for every round, exchanging weights with the aggregator."""
+    import os
+
+    from client_component.cli import main
+
+    os.environ["FL_TOKEN"] = token  # env, not argv: argv shows in process listings
+    exit_code = main([
+        "--server", server_url, "--client-id", str(client_id),
+        "--num-clients", str(num_clients), "--rounds", str(rounds), "--dataset", dataset,
+        "--data-uri", data_uri, "--partition", partition, "--seed", str(seed),
+        "--local-epochs", str(local_epochs), "--batch-size", str(batch_size),
+        "--learning-rate", str(learning_rate),
+    ])
+    if exit_code:
+        raise SystemExit(exit_code)

@@ -1,0 +1,20 @@
+"""Images and runtime installs of the components: stock public images, no image build."""
+
+from __future__ import annotations
+
+PYTHON_IMAGE = "python:3.11-slim"
+TENSORFLOW_IMAGE = "tensorflow/tensorflow:2.21.0"
+
+# Installed at pod start; the ranges match pyproject.toml so tests run the same versions.
+SERVER_PACKAGES = [
+    "flask>=3.0,<4",
+    "waitress>=3.0,<4",
+    "numpy>=1.26,<3",
+    "safetensors>=0.4.3,<0.9",
+]
+SERVICE_PACKAGES = ["kubernetes>=30,<31"]
+CLIENT_PACKAGES = [
+    "requests>=2.31,<3",
+    "safetensors>=0.4.3,<0.9",
+    "scikit-learn>=1.4,<2",
+]

@@ -1,0 +1,1 @@
+"""The federated-learning pipeline: definition, compile, submit and the local runner."""

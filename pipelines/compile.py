@@ -1,0 +1,57 @@
+"""``python -m pipelines.compile``: write the pipeline YAML users upload in the Kubeflow UI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_OUTPUT = Path("compiled/fl_pipeline.yaml")
+
+
+def compile_pipeline(output: Path, num_clients: int, base_image: str | None = None,
+                     client_image: str | None = None) -> Path:
+    """Compile the pipeline to ``output``; images override the stock ones when given."""
+    from kfp import compiler
+
+    from components import aggregator, client, service
+    from pipelines.fl_pipeline import build_pipeline
+
+    python_components = [service.create_service, service.delete_service,
+                         aggregator.aggregator, client.client_ids]
+    for component in python_components if base_image else []:
+        component.component_spec.implementation.container.image = base_image
+    if client_image or base_image:
+        client.client.component_spec.implementation.container.image = client_image or base_image
+    output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(num_clients), package_path=str(output))
+    return output
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from pipelines.fl_pipeline import default_num_clients
+
+    parser = argparse.ArgumentParser(prog="python -m pipelines.compile", description=__doc__)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="YAML to write")
+    parser.add_argument("--num-clients", type=int, default=None,
+                        help="default of the num_clients parameter (else NUM_OF_CLIENTS, or 5)")
+    parser.add_argument("--base-image", default=None,
+                        help="image for every task (a pre-baked image with the runtime deps)")
+    parser.add_argument("--client-image", default=None,
+                        help="image for the client tasks only (default: --base-image or "
+                        "tensorflow/tensorflow)")
+    args = parser.parse_args(argv)
+    try:
+        num_clients = args.num_clients if args.num_clients is not None else default_num_clients()
+    except ValueError as exc:
+        parser.error(str(exc))
+    if num_clients < 1:
+        parser.error(f"--num-clients must be at least 1, got {num_clients}")
+    path = compile_pipeline(args.output, num_clients, args.base_image, args.client_image)
+    print(f"compiled {path} (num_clients default {num_clients})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

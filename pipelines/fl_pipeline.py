@@ -1,0 +1,91 @@
+"""The KFP v2 pipeline: per-run Service, aggregator and N parallel clients, always torn down.
+
+    ExitHandler(exit_task = delete_service)
+      create_service             -> Service fl-<run id>, its URL and a per-run token
+      aggregator(token, ...)     -> pod labelled fl-role=aggregator (+ pipeline/runid by KFP)
+      ParallelFor(client_ids(num_clients), parallelism=0)
+          client(url, token, client_id, ...)
+"""
+
+
+import os
+
+from kfp import dsl, kubernetes
+
+from components.aggregator import aggregator
+from components.client import client, client_ids
+from components.service import create_service, delete_service
+from server_component.k8s_service import (
+    AGGREGATOR_ROLE,
+    CLIENT_ROLE,
+    NAMESPACE_ENV,
+    ROLE_LABEL,
+    RUN_ID_ENV,
+    RUN_ID_LABEL,
+)
+
+PIPELINE_NAME = "fl-on-kubeflow"
+DEFAULT_NUM_CLIENTS = 5
+CLIENT_RETRIES = 2
+
+
+def default_num_clients() -> int:
+    """The compile-time default of ``num_clients``: ``NUM_OF_CLIENTS`` or 5."""
+    raw = os.environ.get("NUM_OF_CLIENTS", "").strip()
+    value = int(raw) if raw else DEFAULT_NUM_CLIENTS
+    if value < 1:
+        raise ValueError(f"NUM_OF_CLIENTS must be at least 1, got {value}")
+    return value
+
+
+def _with_run_identity(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Hand the task its run id and namespace from its own pod (downward API)."""
+    kubernetes.use_field_path_as_env(task, RUN_ID_ENV, f"metadata.labels['{RUN_ID_LABEL}']")
+    kubernetes.use_field_path_as_env(task, NAMESPACE_ENV, "metadata.namespace")
+    return task.set_caching_options(False)
+
+
+def build_pipeline(num_clients_default: int = DEFAULT_NUM_CLIENTS):
+    """The pipeline function with ``num_clients`` defaulting to ``num_clients_default``."""
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Federated learning (FedAvg) for medical data: an HTTP aggregator and "
+        "N Keras clients behind a per-run Kubernetes Service.",
+    )
+    def federated_learning(
+        num_clients: int = num_clients_default,
+        rounds: int = 5,
+        local_epochs: int = 1,
+        batch_size: int = 32,
+        learning_rate: float = 0.01,
+        dataset: str = "breast_cancer",
+        data_uri: str = "",
+        partition: str = "iid",
+        seed: int = 0,
+        aggregator_port: int = 8080,
+    ):
+        teardown = _with_run_identity(delete_service())
+        teardown.set_display_name("delete-service")
+        with dsl.ExitHandler(teardown, name="federated-run"):
+            service = _with_run_identity(create_service(port=aggregator_port))
+            server = aggregator(
+                token=service.outputs["token"], num_clients=num_clients, rounds=rounds,
+                port=aggregator_port,
+            )
+            server.set_caching_options(False).set_cpu_request("500m").set_memory_request("1Gi")
+            kubernetes.add_pod_label(server, ROLE_LABEL, AGGREGATOR_ROLE)
+            ids = client_ids(num_clients=num_clients).set_caching_options(False)
+            with dsl.ParallelFor(ids.output, parallelism=0) as client_id:
+                worker = client(
+                    server_url=service.outputs["url"], token=service.outputs["token"],
+                    client_id=client_id, num_clients=num_clients, rounds=rounds,
+                    dataset=dataset, data_uri=data_uri, partition=partition, seed=seed,
+                    local_epochs=local_epochs, batch_size=batch_size,
+                    learning_rate=learning_rate,
+                )
+                worker.set_caching_options(False).set_retry(CLIENT_RETRIES, "10s")
+                worker.set_cpu_request("1").set_memory_request("2Gi")
+                kubernetes.add_pod_label(worker, ROLE_LABEL, CLIENT_ROLE)
+
+    return federated_learning

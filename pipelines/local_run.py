@@ -1,0 +1,285 @@
+"""``python -m pipelines.local_run``: execute the compiled pipeline YAML on this machine.
+
+``kfp.local`` runs tasks one at a time, so an aggregator waiting for its clients would
+deadlock. This runner walks the compiled DAG itself: independent tasks start together as
+subprocesses running their compiled commands, ParallelFor iterations run at once, outputs
+flow between tasks, a failed task stops the rest, and the exit task always runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.local_tasks import (
+    LOOPBACK_TASKS,
+    TaskContext,
+    cast_parameters,
+    field_path_env,
+    run_container_task,
+    terminate_all,
+)
+
+LOCAL_NAMESPACE = "local"
+# One TF thread per client process: N clients share this machine's few cores.
+LOCAL_ENV = {"FL_HOST": "127.0.0.1", "TF_CPP_MIN_LOG_LEVEL": "3",
+             "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+_ROUND_LINE = re.compile(r"event=round_closed (.*)")
+
+
+class PipelineArgumentError(ValueError):
+    """A ``--arg`` the pipeline does not declare, or a value of the wrong type."""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    succeeded: bool
+    error: str | None = None
+    outputs: dict[str, dict] = field(default_factory=dict)
+
+
+class LocalRunner:
+    """Executes one compiled pipeline (IR YAML plus its Kubernetes platform spec)."""
+
+    def __init__(self, pipeline_yaml: Path, runs_dir: Path = Path("runs"),
+                 echo_progress: bool = True) -> None:
+        docs = list(yaml.safe_load_all(Path(pipeline_yaml).read_text()))
+        self.spec = docs[0]
+        platform = docs[1] if len(docs) > 1 else {}
+        self.platform_executors = (platform.get("platforms", {}).get("kubernetes", {})
+                                   .get("deploymentSpec", {}).get("executors", {}))
+        self.runs_dir = runs_dir
+        self.echo_progress = echo_progress
+        self._failure: str | None = None
+        self._outputs: dict[str, dict] = {}
+        self._outputs_lock = threading.Lock()
+
+    # ---- public -------------------------------------------------------------------------
+
+    def resolve_arguments(self, arguments: Mapping[str, str]) -> dict[str, Any]:
+        """Pipeline defaults overridden by ``arguments``, typed as the pipeline declares."""
+        definitions = self.spec["root"].get("inputDefinitions", {}).get("parameters", {})
+        unknown = sorted(set(arguments) - set(definitions))
+        if unknown:
+            raise PipelineArgumentError(
+                f"unknown pipeline parameter(s) {unknown}; accepted: {sorted(definitions)}")
+        values = {name: d.get("defaultValue") for name, d in definitions.items()}
+        for name, raw in arguments.items():
+            try:
+                values[name] = cast_parameters({name: raw}, definitions)[name]
+            except ValueError:
+                kind = definitions[name]["parameterType"]
+                raise PipelineArgumentError(f"parameter {name}={raw!r} is not a {kind}") from None
+        return cast_parameters(values, definitions)
+
+    def run(self, arguments: Mapping[str, str] | None = None) -> RunResult:
+        values = self.resolve_arguments(dict(arguments or {}))
+        if "aggregator_port" in values and "aggregator_port" not in (arguments or {}):
+            values["aggregator_port"] = free_port()
+        run_id = str(uuid.uuid4())
+        run_dir = self.runs_dir / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "parameters.json").write_text(json.dumps(values, indent=2, sort_keys=True))
+        ctx = TaskContext(run_id=run_id, namespace=LOCAL_NAMESPACE, run_dir=run_dir,
+                          extra_env=LOCAL_ENV, on_line=self._on_line)
+        self._progress(f"run {run_id} -> {run_dir}")
+        try:
+            self._run_dag(self.spec["root"], values, ctx, prefix="")
+        except KeyboardInterrupt:
+            self._fail("interrupted", ctx)
+        return RunResult(run_id, run_dir, self._failure is None, self._failure,
+                         dict(self._outputs))
+
+    # ---- DAG walking --------------------------------------------------------------------
+
+    def _run_dag(self, component: Mapping[str, Any], inputs: Mapping[str, Any],
+                 ctx: TaskContext, prefix: str) -> None:
+        tasks = component["dag"]["tasks"]
+        finished = {name: threading.Event() for name in tasks}
+        status: dict[str, str] = {}
+        outputs: dict[str, dict] = {}
+
+        def run_one(name: str, task: Mapping[str, Any]) -> None:
+            try:
+                for upstream in task.get("dependentTasks", []):
+                    finished[upstream].wait()
+                exit_task = (task.get("triggerPolicy", {}).get("strategy")
+                             == "ALL_UPSTREAM_TASKS_COMPLETED")
+                upstream_ok = all(status[u] == "succeeded" for u in task.get("dependentTasks", []))
+                if not exit_task and (not upstream_ok or ctx.cancelled.is_set()):
+                    status[name] = "skipped"
+                    return
+                params = self._task_inputs(task, inputs, outputs)
+                outputs[name] = self._run_task(prefix + name, task, params, ctx)
+                status[name] = "succeeded"
+            except Exception as exc:  # any failure stops the run; the exit task still runs
+                status[name] = "failed"
+                self._fail(str(exc), ctx)
+            finally:
+                finished[name].set()
+
+        threads = [threading.Thread(target=run_one, args=(n, t), name=n, daemon=True)
+                   for n, t in tasks.items()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if any(s == "failed" for s in status.values()):
+            raise RuntimeError(f"DAG {prefix or 'root'} had a failed task")
+
+    def _run_task(self, name: str, task: Mapping[str, Any], params: dict[str, Any],
+                  ctx: TaskContext) -> dict:
+        component = self.spec["components"][task["componentRef"]["name"]]
+        if "dag" in component:
+            return self._run_sub_dag(name, task, component, params, ctx)
+        label = component["executorLabel"]
+        params = cast_parameters(params, component.get("inputDefinitions", {})
+                                 .get("parameters", {}))
+        env = field_path_env(self.platform_executors.get(label, {}), ctx.run_id, ctx.namespace)
+        env["KFP_RUN_ID"] = env.get("KFP_RUN_ID", ctx.run_id)
+        if label in LOOPBACK_TASKS:
+            result = LOOPBACK_TASKS[label](params, env)
+        else:
+            container = self.spec["deploymentSpec"]["executors"][label]["container"]
+            retries = int(task.get("retryPolicy", {}).get("maxRetryCount", 0))
+            result = run_container_task(name, container, component, params, env, ctx, retries)
+        with self._outputs_lock:
+            self._outputs[name] = result
+        return result
+
+    def _run_sub_dag(self, name: str, task: Mapping[str, Any], component: Mapping[str, Any],
+                     params: dict[str, Any], ctx: TaskContext) -> dict:
+        iterator = task.get("parameterIterator")
+        if iterator is None:
+            self._run_dag(component, params, ctx, prefix="")
+            return {"parameters": {}, "artifacts": {}}
+        items = params[iterator["items"]["inputParameter"]]
+        if isinstance(items, str):
+            items = json.loads(items)
+        errors: list[Exception] = []
+
+        def iteration(index: int, item: Any) -> None:
+            try:
+                self._run_dag(component, {**params, iterator["itemInput"]: item}, ctx,
+                              prefix=f"{index}/")
+            except Exception as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=iteration, args=(i, item), daemon=True)
+                   for i, item in enumerate(items)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return {"parameters": {}, "artifacts": {}}
+
+    @staticmethod
+    def _task_inputs(task: Mapping[str, Any], inputs: Mapping[str, Any],
+                     outputs: Mapping[str, dict]) -> dict[str, Any]:
+        params = {}
+        for name, source in task.get("inputs", {}).get("parameters", {}).items():
+            if "componentInputParameter" in source:
+                params[name] = inputs[source["componentInputParameter"]]
+            elif "taskOutputParameter" in source:
+                ref = source["taskOutputParameter"]
+                params[name] = outputs[ref["producerTask"]]["parameters"][ref["outputParameterKey"]]
+            elif "runtimeValue" in source:
+                params[name] = source["runtimeValue"]["constant"]
+            else:
+                raise NotImplementedError(f"local runner: unsupported input source {source}")
+        if task.get("inputs", {}).get("artifacts"):
+            raise NotImplementedError("local runner: artifact inputs are not supported yet")
+        return params
+
+    # ---- failure and progress -----------------------------------------------------------
+
+    def _fail(self, message: str, ctx: TaskContext) -> None:
+        first = self._failure is None
+        if first:
+            self._failure = message
+            self._progress(f"FAILED: {message}")
+        terminate_all(ctx)
+
+    def _on_line(self, task: str, line: str) -> None:
+        match = _ROUND_LINE.search(line)
+        if match:
+            self._progress(f"[{task}] {match.group(1)}")
+
+    def _progress(self, line: str) -> None:
+        if self.echo_progress:
+            print(line, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def parse_args_list(pairs: Sequence[str]) -> dict[str, str]:
+    arguments = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise PipelineArgumentError(f"--arg expects NAME=VALUE, got {pair!r}")
+        arguments[name] = value
+    return arguments
+
+
+def print_summary(result: RunResult) -> None:
+    print(f"\nrun {result.run_id}: {'SUCCEEDED' if result.succeeded else 'FAILED'}")
+    aggregator = result.outputs.get("aggregator", {}).get("artifacts", {})
+    metrics = aggregator.get("metrics", {}).get("metadata", {})
+    if metrics:
+        print("final global model on the clients' test splits: "
+              + " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+    print(f"outputs in {result.run_dir}/")
+    for name, artifact in sorted(aggregator.items()):
+        print(f"  {name}: {artifact['uri']}")
+    print(f"  logs: {result.run_dir / 'logs'}/")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.local_run", description=__doc__)
+    parser.add_argument("--pipeline", type=Path, default=Path("compiled/fl_pipeline.yaml"))
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
+                        help="pipeline argument, repeatable (e.g. --arg num_clients=7)")
+    args = parser.parse_args(argv)
+    if not args.pipeline.is_file():
+        print(f"error: pipeline YAML {args.pipeline} not found (run `make compile`)",
+              file=sys.stderr)
+        return 2
+    runner = LocalRunner(args.pipeline, args.runs_dir)
+    try:
+        arguments = parse_args_list(args.arg)
+        runner.resolve_arguments(arguments)
+    except PipelineArgumentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    result = runner.run(arguments)
+    print_summary(result)
+    print(f"  wall time: {time.monotonic() - started:.1f} s")
+    return 0 if result.succeeded else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

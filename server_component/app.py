@@ -1,0 +1,124 @@
+"""Flask app factory: HTTP endpoints of protocol v1 over one RoundCoordinator."""
+
+from __future__ import annotations
+
+import hmac
+import math
+import threading
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from server_component import wire
+from server_component.coordinator import RoundCoordinator
+from server_component.errors import MalformedRequest, PayloadTooLarge, ProtocolError, Unauthorized
+
+DEFAULT_MAX_UPDATE_BYTES = 1024 * 1024 * 1024
+MAX_LONG_POLL_S = 120.0
+
+
+def create_app(
+    coordinator: RoundCoordinator,
+    *,
+    token: str | None = None,
+    max_update_bytes: int = DEFAULT_MAX_UPDATE_BYTES,
+    ingest_slots: int = 2,
+) -> Flask:
+    """Build the aggregator's WSGI app. ``ingest_slots`` bounds how many update bodies are
+    decoded at once, which keeps peak memory O(model size) however many clients post."""
+    app = Flask(__name__)
+    ingest = threading.BoundedSemaphore(ingest_slots)
+
+    @app.errorhandler(ProtocolError)
+    def protocol_error(exc: ProtocolError):
+        return jsonify(exc.to_json()), exc.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return jsonify({"error": exc.name.lower().replace(" ", "_"), "detail": exc.description}), (
+            exc.code or 500
+        )
+
+    @app.before_request
+    def authorize():
+        if token and request.path.startswith(wire.API_PREFIX):
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            valid = hmac.compare_digest(given.encode(), token.encode())
+            if scheme != wire.TOKEN_SCHEME or not valid:
+                raise Unauthorized("missing or wrong bearer token")
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify({"status": "ok"})
+
+    @app.get("/v1/status")
+    def status():
+        return jsonify(coordinator.status())
+
+    @app.post("/v1/init")
+    def init():
+        message = wire.decode(_read_body(max_update_bytes))
+        adopted = coordinator.submit_init(message)
+        return jsonify({"adopted": adopted}), 202 if adopted else 200
+
+    @app.get("/v1/model")
+    def model():
+        version = _int_arg("round")
+        wait = min(max(_float_arg("wait", 0.0), 0.0), MAX_LONG_POLL_S)
+        body = coordinator.wait_for_model(version, timeout=wait)
+        if body is None:
+            return Response(status=204)
+        return Response(body, mimetype=wire.CONTENT_TYPE)
+
+    @app.post("/v1/update")
+    def update():
+        with ingest:
+            outcome = coordinator.submit_update(wire.decode(_read_body(max_update_bytes)))
+        return jsonify({"status": outcome}), 202 if outcome == "accepted" else 200
+
+    @app.post("/v1/done")
+    def done():
+        payload = request.get_json(silent=True)
+        if not isinstance(payload, dict) or not _is_int(payload.get("client_id")):
+            raise MalformedRequest('body must be JSON {"client_id": <int>}')
+        metrics = wire.check_metrics(payload.get("metrics") or {})
+        num_examples = payload.get("num_examples", 1)
+        if not _is_int(num_examples) or num_examples < 1:
+            raise MalformedRequest("num_examples must be a positive integer")
+        coordinator.submit_done(payload["client_id"], metrics, num_examples)
+        return jsonify({"status": "ok"}), 200
+
+    return app
+
+
+def _read_body(limit: int) -> bytes:
+    length = request.content_length
+    if length is None:
+        raise MalformedRequest("Content-Length is required")
+    if length > limit:
+        raise PayloadTooLarge(f"body of {length} bytes exceeds the limit of {limit} bytes")
+    return request.get_data(cache=False)
+
+
+def _int_arg(name: str) -> int:
+    raw = request.args.get(name)
+    if raw is None or not raw.lstrip("-").isdigit():
+        raise MalformedRequest(f"query parameter {name!r} must be an integer, got {raw!r}")
+    return int(raw)
+
+
+def _float_arg(name: str, default: float) -> float:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise MalformedRequest(f"query parameter {name!r} must be a number, got {raw!r}")
+    return value
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

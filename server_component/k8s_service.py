@@ -1,0 +1,134 @@
+"""The per-run Kubernetes Service in front of the aggregator: create, delete, name, URL.
+
+The run id comes from the pod itself (env ``KFP_RUN_ID`` from the label ``pipeline/runid``
+that the KFP backend puts on every pod of a run), so the Service name and its selector
+``{pipeline/runid: <run id>, fl-role: aggregator}`` are unique per run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from typing import Any
+
+import urllib3
+
+log = logging.getLogger(__name__)
+
+RUN_ID_ENV = "KFP_RUN_ID"
+NAMESPACE_ENV = "KFP_NAMESPACE"
+RUN_ID_LABEL = "pipeline/runid"
+ROLE_LABEL = "fl-role"
+AGGREGATOR_ROLE = "aggregator"
+CLIENT_ROLE = "client"
+PART_OF = {"app.kubernetes.io/part-of": "fl-on-kubeflow"}
+_DNS_1035_MAX = 63
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+class RunIdentityError(RuntimeError):
+    """The task could not learn which run (or namespace) it belongs to."""
+
+
+def run_identity() -> tuple[str, str]:
+    """(run id, namespace) as the pod's downward-API env vars give them."""
+    run_id = os.environ.get(RUN_ID_ENV, "").strip()
+    namespace = os.environ.get(NAMESPACE_ENV, "").strip()
+    if not run_id or "{{" in run_id:
+        raise RunIdentityError(
+            f"{RUN_ID_ENV} is empty or unresolved ({run_id!r}): the pipeline must map the pod "
+            "label pipeline/runid into it (kfp.kubernetes.use_field_path_as_env)"
+        )
+    if not namespace:
+        raise RunIdentityError(f"{NAMESPACE_ENV} is empty: map metadata.namespace into it")
+    if not _LABEL_VALUE.match(run_id) or len(run_id) > 63:
+        raise RunIdentityError(f"run id {run_id!r} is not a valid Kubernetes label value")
+    return run_id, namespace
+
+
+def service_name(run_id: str) -> str:
+    """``fl-<run id>`` as a DNS-1035 label; over-long or odd ids are shortened with a hash."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", run_id.lower()).strip("-")
+    name = f"fl-{slug}"
+    if len(name) > _DNS_1035_MAX or slug != run_id:
+        digest = hashlib.sha256(run_id.encode()).hexdigest()[:10]
+        name = f"{name[: _DNS_1035_MAX - len(digest) - 1].rstrip('-')}-{digest}"
+    return name
+
+
+def aggregator_selector(run_id: str) -> dict[str, str]:
+    return {RUN_ID_LABEL: run_id, ROLE_LABEL: AGGREGATOR_ROLE}
+
+
+def aggregator_url(run_id: str, namespace: str, port: int) -> str:
+    return f"http://{service_name(run_id)}.{namespace}.svc.cluster.local:{port}"
+
+
+def service_manifest(run_id: str, namespace: str, port: int) -> dict[str, Any]:
+    """The Service object, as plain JSON the API server accepts."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": service_name(run_id),
+            "namespace": namespace,
+            "labels": {RUN_ID_LABEL: run_id, **PART_OF},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": aggregator_selector(run_id),
+            "ports": [{"name": "http", "protocol": "TCP", "port": port, "targetPort": port}],
+        },
+    }
+
+
+def core_api(retries: int = 5) -> Any:
+    """A CoreV1Api from the in-cluster service account, else the local kubeconfig; transient
+    failures (connection errors, 429, 5xx) are retried with exponential backoff by urllib3."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    configuration = client.Configuration.get_default_copy()
+    configuration.retries = urllib3.Retry(
+        total=retries, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=None, raise_on_status=False,
+    )
+    return client.CoreV1Api(client.ApiClient(configuration))
+
+
+def create_service(run_id: str, namespace: str, port: int, api: Any = None) -> str:
+    """Create the run's Service (a KFP retry finding it already there is fine); its URL."""
+    from kubernetes.client.exceptions import ApiException
+
+    api = api or core_api()
+    body = service_manifest(run_id, namespace, port)
+    try:
+        api.create_namespaced_service(namespace=namespace, body=body)
+        log.info("event=service_created name=%s namespace=%s", body["metadata"]["name"], namespace)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        log.info("event=service_exists name=%s namespace=%s", body["metadata"]["name"], namespace)
+    return aggregator_url(run_id, namespace, port)
+
+
+def delete_service(run_id: str, namespace: str, api: Any = None) -> bool:
+    """Delete the run's Service; True if it existed. Absent is success (teardown is idempotent)."""
+    from kubernetes.client.exceptions import ApiException
+
+    api = api or core_api()
+    name = service_name(run_id)
+    try:
+        api.delete_namespaced_service(name=name, namespace=namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        log.info("event=service_absent name=%s namespace=%s", name, namespace)
+        return False
+    log.info("event=service_deleted name=%s namespace=%s", name, namespace)
+    return True

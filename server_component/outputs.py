@@ -1,0 +1,53 @@
+"""What the aggregator leaves behind: final weights, per-round metrics, a summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from server_component.coordinator import RoundCoordinator
+
+FINAL_WEIGHTS = "final_weights.safetensors"
+ROUND_METRICS = "round_metrics.csv"
+SUMMARY = "summary.json"
+
+
+def write_outputs(out_dir: str | os.PathLike, coordinator: RoundCoordinator) -> dict:
+    """Write the run's artifacts into ``out_dir``; returns the summary it wrote."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    final = coordinator.final_model()
+    if final is not None:
+        _atomic_write(out / FINAL_WEIGHTS, final)
+    _write_round_metrics(out / ROUND_METRICS, coordinator)
+    summary = {
+        "rounds": coordinator.rounds,
+        "rounds_completed": len(coordinator.history),
+        "num_clients": coordinator.num_clients,
+        "final_metrics": coordinator.final_metrics(),
+        "last_round_metrics": coordinator.history[-1].metrics if coordinator.history else {},
+    }
+    _atomic_write(out / SUMMARY, json.dumps(summary, indent=2, sort_keys=True).encode())
+    return summary
+
+
+def _write_round_metrics(path: Path, coordinator: RoundCoordinator) -> None:
+    metric_names = sorted({name for r in coordinator.history for name in r.metrics})
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["round", "clients", "num_examples", "duration_s", *metric_names])
+        for r in coordinator.history:
+            writer.writerow([
+                r.round, len(r.client_ids), r.num_examples, f"{r.duration_s:.3f}",
+                *(r.metrics.get(name, "") for name in metric_names),
+            ])
+    os.replace(tmp, path)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

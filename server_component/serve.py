@@ -1,0 +1,52 @@
+"""Serve the Flask app with waitress (never the Flask dev server) on a background thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+from waitress import wasyncore
+from waitress.server import create_server
+
+log = logging.getLogger(__name__)
+
+
+class AggregatorServer:
+    """A waitress server that can be started and stopped from the calling thread."""
+
+    def __init__(self, app: Flask, host: str, port: int, threads: int) -> None:
+        self._server = create_server(
+            app, host=host, port=port, threads=threads, ident="fl-aggregator",
+            # Bodies are safetensors bytes: no reason to cap below the app's own limit.
+            max_request_body_size=1 << 40,
+        )
+        self.host = host
+        self.port = self._server.effective_port
+        self._thread = threading.Thread(target=self._run, name="waitress", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> AggregatorServer:
+        self._thread.start()
+        log.info("event=listening url=%s", self.url)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the requests being handled, then close every socket; the loop ends."""
+        if not self._thread.is_alive():
+            return
+        self._server.task_dispatcher.shutdown(timeout=timeout)
+        # Close from inside the loop thread, so the loop wakes now rather than at its poll timeout.
+        self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._server._map))
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except OSError:
+            # close() from another thread tears the socket map down under the loop.
+            pass
