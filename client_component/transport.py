@@ -50,7 +50,8 @@ class AggregatorClient:
         deadline, delay = time.monotonic() + max_wait_s, 0.5
         while True:
             try:
-                if self.session.get(f"{self.base_url}/healthz", timeout=5).ok:
+                # A bare probe: the session's own retries would stretch each attempt.
+                if requests.get(f"{self.base_url}/healthz", timeout=5).ok:
                     return
             except requests.RequestException as exc:
                 log.debug("aggregator not up yet: %s", exc)

@@ -27,10 +27,15 @@ import yaml
 from pipelines.local_tasks import (
     LOOPBACK_TASKS,
     TaskContext,
-    cast_parameters,
     field_path_env,
     run_container_task,
     terminate_all,
+)
+from pipelines.parameters import (
+    PipelineArgumentError,
+    cast_parameters,
+    parse_pairs,
+    typed_arguments,
 )
 
 LOCAL_NAMESPACE = "local"
@@ -38,10 +43,6 @@ LOCAL_NAMESPACE = "local"
 LOCAL_ENV = {"FL_HOST": "127.0.0.1", "TF_CPP_MIN_LOG_LEVEL": "3",
              "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 _ROUND_LINE = re.compile(r"event=round_closed (.*)")
-
-
-class PipelineArgumentError(ValueError):
-    """A ``--arg`` the pipeline does not declare, or a value of the wrong type."""
 
 
 @dataclass
@@ -74,18 +75,9 @@ class LocalRunner:
     def resolve_arguments(self, arguments: Mapping[str, str]) -> dict[str, Any]:
         """Pipeline defaults overridden by ``arguments``, typed as the pipeline declares."""
         definitions = self.spec["root"].get("inputDefinitions", {}).get("parameters", {})
-        unknown = sorted(set(arguments) - set(definitions))
-        if unknown:
-            raise PipelineArgumentError(
-                f"unknown pipeline parameter(s) {unknown}; accepted: {sorted(definitions)}")
-        values = {name: d.get("defaultValue") for name, d in definitions.items()}
-        for name, raw in arguments.items():
-            try:
-                values[name] = cast_parameters({name: raw}, definitions)[name]
-            except ValueError:
-                kind = definitions[name]["parameterType"]
-                raise PipelineArgumentError(f"parameter {name}={raw!r} is not a {kind}") from None
-        return cast_parameters(values, definitions)
+        defaults = {name: d.get("defaultValue") for name, d in definitions.items()}
+        return cast_parameters({**defaults, **typed_arguments(definitions, arguments)},
+                               definitions)
 
     def run(self, arguments: Mapping[str, str] | None = None) -> RunResult:
         values = self.resolve_arguments(dict(arguments or {}))
@@ -99,7 +91,7 @@ class LocalRunner:
                           extra_env=LOCAL_ENV, on_line=self._on_line)
         self._progress(f"run {run_id} -> {run_dir}")
         try:
-            self._run_dag(self.spec["root"], values, ctx, prefix="")
+            self._run_dag(self.spec["root"], values, ctx)
         except KeyboardInterrupt:
             self._fail("interrupted", ctx)
         return RunResult(run_id, run_dir, self._failure is None, self._failure,
@@ -108,7 +100,9 @@ class LocalRunner:
     # ---- DAG walking --------------------------------------------------------------------
 
     def _run_dag(self, component: Mapping[str, Any], inputs: Mapping[str, Any],
-                 ctx: TaskContext, prefix: str) -> None:
+                 ctx: TaskContext, suffix: str = "") -> None:
+        """Run every task of a DAG, each once its upstream tasks finished; ``suffix`` tells
+        ParallelFor iterations apart in task names (client-0, client-1, ...)."""
         tasks = component["dag"]["tasks"]
         finished = {name: threading.Event() for name in tasks}
         status: dict[str, str] = {}
@@ -125,7 +119,7 @@ class LocalRunner:
                     status[name] = "skipped"
                     return
                 params = self._task_inputs(task, inputs, outputs)
-                outputs[name] = self._run_task(prefix + name, task, params, ctx)
+                outputs[name] = self._run_task(name + suffix, task, params, ctx)
                 status[name] = "succeeded"
             except Exception as exc:  # any failure stops the run; the exit task still runs
                 status[name] = "failed"
@@ -140,7 +134,7 @@ class LocalRunner:
         for thread in threads:
             thread.join()
         if any(s == "failed" for s in status.values()):
-            raise RuntimeError(f"DAG {prefix or 'root'} had a failed task")
+            raise RuntimeError("a task in this DAG failed")  # first failure is in _failure
 
     def _run_task(self, name: str, task: Mapping[str, Any], params: dict[str, Any],
                   ctx: TaskContext) -> dict:
@@ -166,7 +160,7 @@ class LocalRunner:
                      params: dict[str, Any], ctx: TaskContext) -> dict:
         iterator = task.get("parameterIterator")
         if iterator is None:
-            self._run_dag(component, params, ctx, prefix="")
+            self._run_dag(component, params, ctx)
             return {"parameters": {}, "artifacts": {}}
         items = params[iterator["items"]["inputParameter"]]
         if isinstance(items, str):
@@ -176,7 +170,7 @@ class LocalRunner:
         def iteration(index: int, item: Any) -> None:
             try:
                 self._run_dag(component, {**params, iterator["itemInput"]: item}, ctx,
-                              prefix=f"{index}/")
+                              suffix=f"-{index}")
             except Exception as exc:
                 errors.append(exc)
 
@@ -233,16 +227,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def parse_args_list(pairs: Sequence[str]) -> dict[str, str]:
-    arguments = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise PipelineArgumentError(f"--arg expects NAME=VALUE, got {pair!r}")
-        arguments[name] = value
-    return arguments
-
-
 def print_summary(result: RunResult) -> None:
     print(f"\nrun {result.run_id}: {'SUCCEEDED' if result.succeeded else 'FAILED'}")
     aggregator = result.outputs.get("aggregator", {}).get("artifacts", {})
@@ -269,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     runner = LocalRunner(args.pipeline, args.runs_dir)
     try:
-        arguments = parse_args_list(args.arg)
+        arguments = parse_pairs(args.arg)
         runner.resolve_arguments(arguments)
     except PipelineArgumentError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -27,9 +27,6 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 EXECUTOR_INPUT_PLACEHOLDER = "{{$}}"
 _QUOTED = re.compile(r"'([^']+)'")
-_PARAMETER_CASTS: dict[str, Callable[[Any], Any]] = {
-    "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "STRING": str, "BOOLEAN": bool,
-}
 
 
 class TaskFailed(RuntimeError):
@@ -53,15 +50,6 @@ class TaskContext:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     cancelled: threading.Event = field(default_factory=threading.Event)
-
-
-def cast_parameters(values: Mapping[str, Any], definitions: Mapping[str, Any]) -> dict[str, Any]:
-    """Cast parameter values to the types the component declares (YAML stores ints as 5.0)."""
-    out = {}
-    for name, value in values.items():
-        kind = definitions.get(name, {}).get("parameterType", "STRING")
-        out[name] = _PARAMETER_CASTS.get(kind, lambda v: v)(value)
-    return out
 
 
 def executor_input(parameters: Mapping[str, Any], component: Mapping[str, Any],

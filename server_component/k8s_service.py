@@ -84,18 +84,20 @@ def service_manifest(run_id: str, namespace: str, port: int) -> dict[str, Any]:
     }
 
 
-def core_api(retries: int = 5) -> Any:
+def core_api(retries: int = 5, backoff_s: float = 0.5) -> Any:
     """A CoreV1Api from the in-cluster service account, else the local kubeconfig; transient
     failures (connection errors, 429, 5xx) are retried with exponential backoff by urllib3."""
     from kubernetes import client, config
 
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config()
-    configuration = client.Configuration.get_default_copy()
+        # Read KUBECONFIG now: the client library reads it once, at import.
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"),
+                                client_configuration=configuration)
     configuration.retries = urllib3.Retry(
-        total=retries, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504),
+        total=retries, backoff_factor=backoff_s, status_forcelist=(429, 500, 502, 503, 504),
         allowed_methods=None, raise_on_status=False,
     )
     return client.CoreV1Api(client.ApiClient(configuration))

@@ -65,3 +65,11 @@ def aggregator() -> Iterator[Aggregator]:
     agg = start_aggregator(num_clients=2, rounds=2, max_update_bytes=64 * 1024)
     yield agg
     agg.server.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -36,7 +36,8 @@ def test_weight_names_sort_in_model_order_beyond_1000_weights():
     assert [int(w[0]) for w in restored] == list(range(12))
 
 
-@pytest.mark.parametrize("body", [b"", b"\x00" * 4, b"\xff" * 16, b"\x02\x00\x00\x00\x00\x00\x00\x00{}"])
+@pytest.mark.parametrize(
+    "body", [b"", b"\x00" * 4, b"\xff" * 16, b"\x02\x00\x00\x00\x00\x00\x00\x00{}"])
 def test_garbage_is_malformed(body):
     with pytest.raises(MalformedRequest):
         wire.decode(body)

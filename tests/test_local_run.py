@@ -1,0 +1,68 @@
+"""The local runner executing the compiled YAML end to end: real processes, real training."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from server_component import wire
+from tests.conftest import REPO_ROOT
+
+PIPELINE = REPO_ROOT / "compiled" / "fl_pipeline.yaml"
+
+
+def local_run(runs_dir, *args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.local_run", "--pipeline", str(PIPELINE),
+         "--runs-dir", str(runs_dir), *args],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_three_clients_two_rounds_end_to_end(tmp_path):
+    result = local_run(tmp_path, "--arg", "num_clients=3", "--arg", "rounds=2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "round=1/2 clients=3" in out and "round=2/2 clients=3" in out
+    assert "would create Service fl-" in out and "would delete Service fl-" in out
+    [run_dir] = list(tmp_path.iterdir())
+    model = wire.decode((run_dir / "aggregator" / "final_model" / "final_weights.safetensors")
+                        .read_bytes())
+    assert model.metadata["round"] == "2" and len(model.tensors) == 6
+    rows = list(csv.DictReader((run_dir / "aggregator" / "round_metrics").open()))
+    assert [(r["round"], r["clients"]) for r in rows] == [("1", "3"), ("2", "3")]
+    metrics = json.loads((run_dir / "aggregator" / "metrics").read_text())
+    assert metrics["rounds_completed"] == 2 and metrics["test_accuracy"] > 0.8
+    logs = {p.name for p in (run_dir / "logs").iterdir()}
+    assert {"aggregator.log", "client-0.log", "client-1.log", "client-2.log",
+            "client-ids.log"} <= logs
+    assert f"outputs in {run_dir}/" in out
+
+
+@pytest.mark.slow
+def test_a_failing_client_stops_the_run_and_the_exit_task_still_runs(tmp_path):
+    result = local_run(tmp_path, "--arg", "num_clients=2", "--arg", "rounds=1",
+                       "--arg", "dataset=npz", "--arg", "data_uri=/nonexistent/data.npz")
+    assert result.returncode == 1
+    assert "FAILED: task client-" in result.stdout
+    assert "npz file not found" in result.stdout
+    assert "would delete Service fl-" in result.stdout  # teardown ran after the failure
+    [run_dir] = list(tmp_path.iterdir())
+    attempts = (run_dir / "logs" / "client-0.log").read_text().count("# attempt")
+    assert attempts == 3  # the compiled retry policy: 1 try + 2 retries
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert leftovers.stdout == "", "the aggregator or a client outlived the failed run"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--arg", "num_clients=abc"], "parameter num_clients='abc' is not a NUMBER_INTEGER"),
+    (["--arg", "clients=3"], "unknown pipeline parameter(s) ['clients']"),
+    (["--arg", "rounds"], "--arg expects NAME=VALUE"),
+])
+def test_bad_arguments_fail_before_anything_starts(tmp_path, args, message):
+    result = local_run(tmp_path, *args, timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert list(tmp_path.iterdir()) == []

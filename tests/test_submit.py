@@ -1,0 +1,92 @@
+"""The submit CLI against a loopback recorder of the KFP v2beta1 REST API: a contract test
+of the requests kfp.Client really sends (no KFP backend runs here)."""
+
+import pytest
+
+from pipelines import submit
+from tests.conftest import REPO_ROOT
+from tests.http_recorder import HttpRecorder
+
+PACKAGE = str(REPO_ROOT / "compiled" / "fl_pipeline.yaml")
+
+
+def kfp_api(existing_pipeline: bool):
+    def route(request):
+        path = request.path
+        if path == "/apis/v2beta1/healthz":
+            return 200, {"multi_user": False}
+        if path == "/apis/v2beta1/pipelines" and request.method == "GET":
+            found = [{"pipeline_id": "p-1", "display_name": "fl-on-kubeflow"}]
+            return 200, {"pipelines": found if existing_pipeline else [],
+                         "total_size": int(existing_pipeline)}
+        if path == "/apis/v2beta1/pipelines/upload":
+            return 200, {"pipeline_id": "p-new", "display_name": "fl-on-kubeflow"}
+        if path == "/apis/v2beta1/pipelines/upload_version":
+            return 200, {"pipeline_id": "p-1", "pipeline_version_id": "v-2"}
+        if path == "/apis/v2beta1/experiments" and request.method == "GET":
+            return 200, {"experiments": [], "total_size": 0}
+        if path == "/apis/v2beta1/experiments":
+            return 200, {"experiment_id": "e-1", "display_name": "fl-on-kubeflow"}
+        if path == "/apis/v2beta1/runs" and request.method == "POST":
+            return 200, {"run_id": "r-1", "experiment_id": "e-1"}
+        return 404, {"error": f"unexpected {request.method} {path}"}
+    return route
+
+
+def test_upload_creates_the_pipeline_when_absent(capsys):
+    with HttpRecorder(kfp_api(existing_pipeline=False)) as api:
+        assert submit.main(["--host", api.url, "upload", "--package", PACKAGE]) == 0
+    upload = [r for r in api.requests if r.path.endswith("/pipelines/upload")]
+    assert len(upload) == 1 and upload[0].method == "POST"
+    assert upload[0].query["name"] == ["fl-on-kubeflow"]
+    assert b"fl-on-kubeflow" in upload[0].body  # the multipart carries the YAML
+    assert "uploaded pipeline fl-on-kubeflow (id p-new)" in capsys.readouterr().out
+
+
+def test_upload_adds_a_version_when_the_pipeline_exists(capsys):
+    with HttpRecorder(kfp_api(existing_pipeline=True)) as api:
+        assert submit.main(["--host", api.url, "upload", "--package", PACKAGE,
+                            "--version", "v2"]) == 0
+    [version] = [r for r in api.requests if r.path.endswith("/upload_version")]
+    assert version.query["name"] == ["v2"] and version.query["pipelineid"] == ["p-1"]
+    assert "uploaded version v2" in capsys.readouterr().out
+
+
+def test_run_sends_typed_arguments_and_no_caching(capsys):
+    with HttpRecorder(kfp_api(existing_pipeline=False)) as api:
+        code = submit.main(["--host", api.url, "run", "--package", PACKAGE,
+                            "--arg", "num_clients=7", "--arg", "rounds=3",
+                            "--experiment", "fl-on-kubeflow"])
+    assert code == 0
+    [create] = [r for r in api.requests if r.path == "/apis/v2beta1/runs"]
+    body = create.json
+    assert body["runtime_config"]["parameters"] == {"num_clients": 7, "rounds": 3}
+    assert body["experiment_id"] == "e-1"
+    # The IR and its Kubernetes platform spec (field-path env, pod labels) both travel.
+    assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "fl-on-kubeflow"
+    platform = body["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]
+    assert "exec-create-service" in platform["deploymentSpec"]["executors"]
+    assert f"{api.url}/#/runs/details/r-1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run"], "no KFP host"),
+    (["--host", "http://127.0.0.1:1", "upload", "--package", PACKAGE],
+     "cannot reach Kubeflow Pipelines at http://127.0.0.1:1"),
+    (["--host", "http://127.0.0.1:1", "run", "--package", "missing.yaml"], "not found"),
+])
+def test_errors_are_one_line_and_exit_2(monkeypatch, capsys, argv, message):
+    monkeypatch.delenv("KFP_HOST", raising=False)
+    assert submit.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_argument_and_refused_credentials(capsys):
+    with HttpRecorder(kfp_api(existing_pipeline=False)) as api:
+        assert submit.main(["--host", api.url, "run", "--package", PACKAGE,
+                            "--arg", "num_client=7"]) == 2
+    assert "unknown pipeline parameter(s) ['num_client']" in capsys.readouterr().err
+    with HttpRecorder(lambda r: (401, {"error": "no"})) as api:
+        assert submit.main(["--host", api.url, "upload", "--package", PACKAGE]) == 2
+    assert "refused the credentials (401)" in capsys.readouterr().err
