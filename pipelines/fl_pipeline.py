@@ -39,7 +39,8 @@ def default_num_clients() -> int:
 
 
 def _with_run_identity(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """Hand the task its run id and namespace from its own pod (downward API)."""
+    """Hand the task its run id and namespace from its own pod (downward API); no task of
+    a federated run may be served from the cache."""
     kubernetes.use_field_path_as_env(task, RUN_ID_ENV, f"metadata.labels['{RUN_ID_LABEL}']")
     kubernetes.use_field_path_as_env(task, NAMESPACE_ENV, "metadata.namespace")
     return task.set_caching_options(False)
@@ -66,25 +67,24 @@ def build_pipeline(num_clients_default: int = DEFAULT_NUM_CLIENTS):
         aggregator_port: int = 8080,
     ):
         teardown = _with_run_identity(delete_service())
-        teardown.set_display_name("delete-service")
         with dsl.ExitHandler(teardown, name="federated-run"):
             service = _with_run_identity(create_service(port=aggregator_port))
-            server = aggregator(
+            server = _with_run_identity(aggregator(
                 token=service.outputs["token"], num_clients=num_clients, rounds=rounds,
                 port=aggregator_port,
-            )
-            server.set_caching_options(False).set_cpu_request("500m").set_memory_request("1Gi")
+            ))
+            server.set_cpu_request("500m").set_memory_request("1Gi")
             kubernetes.add_pod_label(server, ROLE_LABEL, AGGREGATOR_ROLE)
             ids = client_ids(num_clients=num_clients).set_caching_options(False)
             with dsl.ParallelFor(ids.output, parallelism=0) as client_id:
-                worker = client(
+                worker = _with_run_identity(client(
                     server_url=service.outputs["url"], token=service.outputs["token"],
                     client_id=client_id, num_clients=num_clients, rounds=rounds,
                     dataset=dataset, data_uri=data_uri, partition=partition, seed=seed,
                     local_epochs=local_epochs, batch_size=batch_size,
                     learning_rate=learning_rate,
-                )
-                worker.set_caching_options(False).set_retry(CLIENT_RETRIES, "10s")
+                ))
+                worker.set_retry(CLIENT_RETRIES, "10s")
                 worker.set_cpu_request("1").set_memory_request("2Gi")
                 kubernetes.add_pod_label(worker, ROLE_LABEL, CLIENT_ROLE)
 

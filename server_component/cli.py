@@ -76,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     validate(args, parser)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s aggregator %(message)s",
                         stream=sys.stdout, force=True)
+    log.info("event=start run_id=%s num_clients=%d rounds=%d",
+             os.environ.get("KFP_RUN_ID", "-"), args.num_clients, args.rounds)
     coordinator = RoundCoordinator(args.num_clients, args.rounds)
     app = create_app(coordinator, token=args.token,
                      max_update_bytes=int(args.max_update_mb * 1024 * 1024))

@@ -112,7 +112,8 @@ def test_no_task_is_cached(compiled):
 
 def test_run_identity_comes_from_the_pod_and_roles_from_static_labels(compiled):
     _, platform = compiled
-    for executor in ("exec-create-service", "exec-delete-service"):
+    for executor in ("exec-create-service", "exec-delete-service", "exec-aggregator",
+                     "exec-client"):
         env = {e["name"]: e["fieldPath"] for e in platform[executor]["fieldPathAsEnv"]}
         assert env == {"KFP_RUN_ID": "metadata.labels['pipeline/runid']",
                        "KFP_NAMESPACE": "metadata.namespace"}
