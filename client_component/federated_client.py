@@ -1,19 +1,40 @@
-"""The client's side of a federated run: init, then per round fetch → train → evaluate → post."""
+"""The client's side of a federated run: init, then per round fetch → train → evaluate →
+post, resynchronising with the aggregator whenever it says the client is out of step
+(a straggler's late update, a superseded model) or the connection drops (a restart).
+
+The round protocol (``federate``) is independent of the learning library: it drives any
+``Learner``; ``KerasLearner`` is the one the pipeline uses.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
-from client_component.data import load_dataset
-from client_component.evaluation import evaluate
-from client_component.local_data import client_shard
-from client_component.model import build_model
-from client_component.transport import AggregatorClient
+import numpy as np
+import requests
+
+from client_component.transport import AggregatorClient, AggregatorError
 from server_component import wire
 
 log = logging.getLogger("client_component")
+MAX_RESYNCS_WITHOUT_PROGRESS = 20
+
+
+class Learner(Protocol):
+    """What the round protocol needs from a model and its local data."""
+
+    def get_weights(self) -> list[np.ndarray]: ...
+
+    def set_weights(self, weights: list[np.ndarray]) -> None: ...
+
+    def fit(self, round_: int) -> tuple[int, dict[str, float]]:
+        """Train one round; (examples trained on, held-out metrics)."""
+
+    def evaluate_test(self) -> tuple[int, dict[str, float]]:
+        """(test examples, metrics of the current weights on them)."""
 
 
 @dataclass(frozen=True)
@@ -33,36 +54,93 @@ class ClientConfig:
     connect_timeout_s: float = 600.0
 
 
+@dataclass(frozen=True)
+class PostedUpdate:
+    """The last update sent, kept to re-send if a restarted aggregator lost it."""
+
+    weights: list[np.ndarray]
+    meta: wire.UpdateMeta
+
+
+class OutOfStep(RuntimeError):
+    """The client kept failing to catch up with the aggregator."""
+
+
 def run_client(config: ClientConfig) -> dict[str, float]:
-    """Take part in every round; returns the final global model's metrics on the test split."""
-    data = client_shard(
-        load_dataset(config.dataset, config.data_uri, config.seed),
-        config.client_id, config.num_clients, config.partition, config.seed,
-    )
-    log.info("client=%d train=%d val=%d test=%d", config.client_id, len(data.y_train),
-             len(data.y_val), len(data.y_test))
-    model = build_model(data.input_shape, data.num_classes, data.kind,
-                        config.learning_rate, seed=config.seed)
-    aggregator = AggregatorClient(config.server, config.token)
+    """Load this client's data, build the Keras model, and take part in every round."""
+    from client_component.keras_learner import KerasLearner
+
+    learner = KerasLearner.from_config(config)
+    return federate(learner, AggregatorClient(config.server, config.token), config)
+
+
+def federate(learner: Learner, aggregator: AggregatorClient, config: ClientConfig
+             ) -> dict[str, float]:
+    """The whole protocol; returns the final global model's metrics on the test split."""
     aggregator.wait_ready(config.connect_timeout_s)
-    aggregator.post_init(model.get_weights(), config.client_id)
-    started = time.monotonic()
-    for round_ in range(1, config.rounds + 1):
-        model.set_weights(aggregator.fetch_model(round_ - 1))
-        model.fit(data.x_train, data.y_train, epochs=config.local_epochs,
-                  batch_size=config.batch_size, verbose=0, shuffle=True)
-        metrics = evaluate(model, data.x_val, data.y_val, data.num_classes)
-        meta = wire.UpdateMeta(config.client_id, round_, len(data.y_train),
-                               {f"val_{k}": v for k, v in metrics.items()})
-        aggregator.post_update(model.get_weights(), meta)
-        log.info("client=%d round=%d/%d %s elapsed_s=%.1f", config.client_id, round_,
-                 config.rounds, _fmt(metrics), time.monotonic() - started)
-    model.set_weights(aggregator.fetch_model(config.rounds))
-    final = evaluate(model, data.x_test, data.y_test, data.num_classes)
-    aggregator.post_done(config.client_id, {f"test_{k}": v for k, v in final.items()},
-                         len(data.y_test))
+    aggregator.post_init(learner.get_weights(), config.client_id)
+    _train_all_rounds(learner, aggregator, config)
+    learner.set_weights(aggregator.fetch_model(config.rounds))
+    num_test, final = learner.evaluate_test()
+    try:
+        aggregator.post_done(config.client_id, {f"test_{k}": v for k, v in final.items()},
+                             num_test)
+    except (requests.RequestException, AggregatorError) as exc:
+        log.warning("client=%d done not acknowledged (%s): the model is final anyway",
+                    config.client_id, exc)
     log.info("client=%d final test %s", config.client_id, _fmt(final))
     return final
+
+
+def _train_all_rounds(learner: Learner, aggregator: AggregatorClient,
+                      config: ClientConfig) -> None:
+    started, round_, last, resyncs = time.monotonic(), 1, None, 0
+    while round_ <= config.rounds:
+        try:
+            learner.set_weights(aggregator.fetch_model(round_ - 1))
+            num_examples, metrics = learner.fit(round_)
+            meta = wire.UpdateMeta(config.client_id, round_, num_examples,
+                                   {f"val_{k}": v for k, v in metrics.items()})
+            last = PostedUpdate(learner.get_weights(), meta)
+            aggregator.post_update(last.weights, last.meta)
+            _log_round(config, round_, meta.metrics, started)
+            round_, resyncs = round_ + 1, 0
+        except (AggregatorError, requests.ConnectionError) as exc:
+            if isinstance(exc, AggregatorError) and exc.status != 409:
+                raise
+            resyncs += 1
+            if resyncs > MAX_RESYNCS_WITHOUT_PROGRESS:
+                raise OutOfStep(f"client {config.client_id} could not catch up: {exc}") from exc
+            log.warning("client=%d out of step at round %d (%s): resynchronising",
+                        config.client_id, round_, exc)
+            round_ = _resync(aggregator, learner, config, last)
+
+
+def _resync(aggregator: AggregatorClient, learner: Learner, config: ClientConfig,
+            last: PostedUpdate | None) -> int:
+    """The round to take part in next, after re-sending anything the aggregator lost."""
+    aggregator.wait_ready(config.connect_timeout_s)
+    status = aggregator.status()
+    if status.get("error"):
+        raise AggregatorError(410, "run_failed", status["error"], "GET status")
+    if status["model_version"] < 0:  # a restarted aggregator with no checkpoint
+        aggregator.post_init(learner.get_weights(), config.client_id)
+        return 1
+    if status["phase"] in ("published", "done"):
+        return config.rounds + 1
+    open_round = status["round"]
+    if last is not None and last.meta.round == open_round:
+        if config.client_id not in status["reported"]:
+            aggregator.post_update(last.weights, last.meta)
+        return open_round + 1
+    return open_round
+
+
+def _log_round(config: ClientConfig, round_: int, metrics: dict, started: float) -> None:
+    elapsed = time.monotonic() - started
+    eta = elapsed / round_ * (config.rounds - round_)
+    log.info("client=%d round=%d/%d %s elapsed_s=%.1f eta_s=%.1f", config.client_id, round_,
+             config.rounds, _fmt(metrics), elapsed, eta)
 
 
 def _fmt(metrics: dict[str, float]) -> str:

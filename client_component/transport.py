@@ -37,7 +37,10 @@ class AggregatorClient:
         self.timeout = timeout
         self.long_poll_s = long_poll_s
         self.session = requests.Session()
-        retry = Retry(total=5, connect=5, read=2, backoff_factor=0.5,
+        # Connection failures and gateway errors are retried here; a connection lost
+        # mid-request is not (read=0): the caller resynchronises with /v1/status instead,
+        # which also recovers an update a restarted aggregator never saw.
+        retry = Retry(total=5, connect=5, read=0, status=3, backoff_factor=0.5,
                       status_forcelist=(502, 503, 504), allowed_methods=None,
                       raise_on_status=False)
         self.session.mount("http://", HTTPAdapter(max_retries=retry))
@@ -61,6 +64,12 @@ class AggregatorClient:
                 )
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+    def status(self) -> dict:
+        response = self.session.get(f"{self.base_url}/v1/status", timeout=self.timeout)
+        if not response.ok:
+            raise _error(response, "GET status")
+        return response.json()
 
     def post_init(self, weights: list[np.ndarray], client_id: int) -> bool:
         body = wire.encode(wire.tensors_from_list(weights), {wire.META_CLIENT_ID: str(client_id)})

@@ -11,6 +11,7 @@ SERVER_PACKAGES = [
     "waitress>=3.0,<4",
     "numpy>=1.26,<3",
     "safetensors>=0.4.3,<0.9",
+    "prometheus-client>=0.20,<1",
 ]
 SERVICE_PACKAGES = ["kubernetes>=30,<31"]
 CLIENT_PACKAGES = [

@@ -7,11 +7,13 @@ import math
 import threading
 
 from flask import Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
 from server_component import wire
 from server_component.coordinator import RoundCoordinator
 from server_component.errors import MalformedRequest, PayloadTooLarge, ProtocolError, Unauthorized
+from server_component.observability import metrics_text, status_page
 
 DEFAULT_MAX_UPDATE_BYTES = 1024 * 1024 * 1024
 MAX_LONG_POLL_S = 120.0
@@ -22,7 +24,7 @@ def create_app(
     *,
     token: str | None = None,
     max_update_bytes: int = DEFAULT_MAX_UPDATE_BYTES,
-    ingest_slots: int = 2,
+    ingest_slots: int = 1,
 ) -> Flask:
     """Build the aggregator's WSGI app. ``ingest_slots`` bounds how many update bodies are
     decoded at once, which keeps peak memory O(model size) however many clients post."""
@@ -31,6 +33,8 @@ def create_app(
 
     @app.errorhandler(ProtocolError)
     def protocol_error(exc: ProtocolError):
+        if request.path in ("/v1/update", "/v1/init"):
+            coordinator.count_rejection(exc.code)
         return jsonify(exc.to_json()), exc.status
 
     @app.errorhandler(HTTPException)
@@ -50,6 +54,14 @@ def create_app(
     @app.get("/healthz")
     def healthz():
         return jsonify({"status": "ok"})
+
+    @app.get("/")
+    def index():
+        return Response(status_page(coordinator), mimetype="text/html")
+
+    @app.get("/metrics")
+    def metrics():
+        return Response(metrics_text(coordinator), mimetype=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/status")
     def status():
@@ -73,7 +85,8 @@ def create_app(
     @app.post("/v1/update")
     def update():
         with ingest:
-            outcome = coordinator.submit_update(wire.decode(_read_body(max_update_bytes)))
+            body = _read_body(max_update_bytes)
+            outcome = coordinator.submit_update(wire.decode(body), body_size=len(body))
         return jsonify({"status": outcome}), 202 if outcome == "accepted" else 200
 
     @app.post("/v1/done")

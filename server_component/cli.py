@@ -13,61 +13,84 @@ import sys
 from collections.abc import Sequence
 
 from server_component.app import DEFAULT_MAX_UPDATE_BYTES, create_app
+from server_component.checkpoint import CheckpointError, load_checkpoint
 from server_component.coordinator import RoundCoordinator, format_round
 from server_component.outputs import write_outputs
 from server_component.serve import AggregatorServer
+from server_component.strategies import STRATEGIES, StrategyError, parse_strategy
 
 log = logging.getLogger("server_component")
+FAILURE_LINGER_S = 30.0  # keep answering 410 for a while so clients learn the run failed
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get("FL_" + name.upper().replace("-", "_"), default)
+def _add(parser: argparse.ArgumentParser, flag: str, help: str, default=None, **kwargs) -> None:
+    """A flag whose default comes from FL_<FLAG>; required when neither is given."""
+    env = "FL_" + flag.lstrip("-").upper().replace("-", "_")
+    value = os.environ.get(env, default)
+    parser.add_argument(flag, default=value, required=value is None,
+                        help=f"{help} (env {env})", **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m server_component",
-        description="Federated-learning aggregator (FedAvg over HTTP). "
-        "Every flag also reads FL_<FLAG> from the environment, e.g. FL_NUM_CLIENTS.",
-    )
-    p.add_argument("--host", default=_env("host", "0.0.0.0"), help="bind address (FL_HOST)")
-    p.add_argument("--port", type=int, default=int(_env("port", "8080")),
-                   help="TCP port, 0 for any free port (FL_PORT)")
-    p.add_argument("--num-clients", type=int, default=_int_env("num_clients"),
-                   required=_int_env("num_clients") is None,
-                   help="clients that take part in every round (FL_NUM_CLIENTS)")
-    p.add_argument("--rounds", type=int, default=_int_env("rounds"),
-                   required=_int_env("rounds") is None,
-                   help="federated rounds; the final model is version ROUNDS (FL_ROUNDS)")
-    p.add_argument("--token", default=_env("token"),
-                   help="bearer token every /v1 call must carry (FL_TOKEN); none: no auth")
-    p.add_argument("--out", default=_env("out"),
-                   help="directory for final weights, round metrics and summary (FL_OUT)")
-    p.add_argument("--max-update-mb", type=float,
-                   default=float(_env("max_update_mb", str(DEFAULT_MAX_UPDATE_BYTES >> 20))),
-                   help="largest accepted init/update body in MiB (FL_MAX_UPDATE_MB)")
-    p.add_argument("--shutdown-grace", type=float, default=float(_env("shutdown_grace", "300")),
-                   help="seconds to wait for every client's done after the final model "
-                   "(FL_SHUTDOWN_GRACE)")
-    p.add_argument("--threads", type=int, default=_int_env("threads"),
-                   help="waitress worker threads (FL_THREADS); default: clients + 4")
+        description="Federated-learning aggregator over HTTP (wire protocol v1). Every flag "
+        "also reads FL_<FLAG> from the environment, e.g. FL_NUM_CLIENTS.")
+    _add(p, "--host", "bind address", "0.0.0.0")
+    _add(p, "--port", "TCP port; 0 picks a free one", "8080", type=int)
+    _add(p, "--num-clients", "clients in the run, ids 0..N-1", type=int)
+    _add(p, "--rounds", "federated rounds; the final model is version ROUNDS", type=int)
+    _add(p, "--min-clients", "fewest updates a round may close with at its deadline "
+         "(default: all clients)", "0", type=int)
+    _add(p, "--round-timeout", "seconds a round stays open; 0 = no deadline", "0", type=float)
+    _add(p, "--strategy", f"aggregation: {', '.join(STRATEGIES)}; median and trimmed-mean "
+         "keep every update of a round in memory", "fedavg")
+    _add(p, "--token", "bearer token every /v1 call must carry; empty = no auth", "")
+    _add(p, "--checkpoint-dir", "directory for per-round checkpoints; a restart resumes "
+         "from it", "")
+    _add(p, "--out", "directory for final weights, round metrics and summary", "")
+    _add(p, "--max-update-mb", "largest accepted init/update body in MiB",
+         str(DEFAULT_MAX_UPDATE_BYTES >> 20), type=float)
+    _add(p, "--shutdown-grace", "seconds to wait for every client's done after the final "
+         "model", "300", type=float)
+    _add(p, "--threads", "waitress worker threads; 0 = clients + 4", "0", type=int)
     return p
 
 
-def _int_env(name: str) -> int | None:
-    raw = _env(name)
-    return int(raw) if raw not in (None, "") else None
-
-
 def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    if args.num_clients < 1:
-        parser.error(f"--num-clients must be at least 1, got {args.num_clients}")
-    if args.rounds < 1:
-        parser.error(f"--rounds must be at least 1, got {args.rounds}")
-    if not 0 <= args.port <= 65535:
-        parser.error(f"--port must be in 0..65535, got {args.port}")
-    if args.max_update_mb <= 0:
-        parser.error(f"--max-update-mb must be positive, got {args.max_update_mb}")
+    checks = [
+        (args.num_clients >= 1, f"--num-clients must be at least 1, got {args.num_clients}"),
+        (args.rounds >= 1, f"--rounds must be at least 1, got {args.rounds}"),
+        (0 <= args.min_clients <= args.num_clients,
+         f"--min-clients must be in 1..{args.num_clients} (0 = all), got {args.min_clients}"),
+        (args.round_timeout >= 0, f"--round-timeout must be >= 0, got {args.round_timeout}"),
+        (0 <= args.port <= 65535, f"--port must be in 0..65535, got {args.port}"),
+        (args.max_update_mb > 0, f"--max-update-mb must be positive, got {args.max_update_mb}"),
+        (args.shutdown_grace >= 0, f"--shutdown-grace must be >= 0, got {args.shutdown_grace}"),
+        (args.threads >= 0, f"--threads must be >= 0, got {args.threads}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            parser.error(message)
+
+
+def build_coordinator(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    try:
+        strategy = parse_strategy(args.strategy)
+    except StrategyError as exc:
+        parser.error(f"--strategy: {exc}")
+    coordinator = RoundCoordinator(
+        args.num_clients, args.rounds, strategy=strategy,
+        min_clients=args.min_clients or None, round_timeout=args.round_timeout or None,
+        checkpoint_dir=args.checkpoint_dir or None)
+    if args.checkpoint_dir:
+        try:
+            checkpoint = load_checkpoint(args.checkpoint_dir, coordinator.config)
+        except CheckpointError as exc:
+            parser.exit(2, f"error: {exc}\n")
+        if checkpoint is not None:
+            coordinator.restore(checkpoint)
+    return coordinator
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,28 +99,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     validate(args, parser)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s aggregator %(message)s",
                         stream=sys.stdout, force=True)
-    log.info("event=start run_id=%s num_clients=%d rounds=%d",
-             os.environ.get("KFP_RUN_ID", "-"), args.num_clients, args.rounds)
-    coordinator = RoundCoordinator(args.num_clients, args.rounds)
-    app = create_app(coordinator, token=args.token,
+    coordinator = build_coordinator(args, parser)
+    log.info("event=start run_id=%s num_clients=%d rounds=%d min_clients=%d strategy=%s",
+             os.environ.get("KFP_RUN_ID", "-"), args.num_clients, args.rounds,
+             coordinator.min_clients, coordinator.strategy.name)
+    app = create_app(coordinator, token=args.token or None,
                      max_update_bytes=int(args.max_update_mb * 1024 * 1024))
     server = AggregatorServer(app, args.host, args.port,
                               threads=args.threads or args.num_clients + 4).start()
     try:
-        coordinator.wait_until_published()
-        complete = coordinator.wait_until_complete(timeout=args.shutdown_grace)
+        coordinator.enforce_deadlines()
+        linger = min(args.shutdown_grace, FAILURE_LINGER_S) if coordinator.failure else None
+        if not coordinator.wait_until_complete(timeout=linger or args.shutdown_grace):
+            log.warning("event=shutdown_without_all_done done=%s", coordinator.status()["done"])
     finally:
         server.stop()
-    if not complete:
-        log.warning("event=shutdown_grace_expired done=%s", coordinator.status()["done"])
     for record in coordinator.history:
         log.info("event=summary %s", format_round(record, args.rounds))
     if args.out:
         write_outputs(args.out, coordinator)
         log.info("event=outputs_written out=%s", args.out)
+    if coordinator.failure:
+        log.error("event=failed %s", coordinator.failure)
+        return 1
     log.info("event=finished final_metrics=%s", coordinator.final_metrics())
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,8 +1,9 @@
 """The round coordinator: all aggregator state behind one lock/condition.
 
-Round r (1-based) trains from model version r-1 and, once every client reported, publishes
-version r. Version 0 is the first valid init a client posts. Handlers block on the
-condition with timeouts; nothing polls.
+Round r (1-based) trains from model version r-1 and, once closed, publishes version r.
+Version 0 is the first valid init a client posts. A round closes when every client reported,
+or at its deadline when at least ``min_clients`` did; with fewer the run fails. Handlers
+block on the condition with timeouts; nothing polls.
 """
 
 from __future__ import annotations
@@ -10,43 +11,55 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+import numpy as np
+
 from server_component import wire
-from server_component.errors import MalformedRequest, RoundConflict, TrainingFinished
+from server_component.checkpoint import Checkpoint, RoundRecord, save_checkpoint
+from server_component.errors import (
+    MalformedRequest,
+    RoundConflict,
+    RunFailed,
+    TrainingFinished,
+)
 from server_component.model_spec import ModelSpec
-from server_component.strategies import RunningWeightedSum
+from server_component.strategies import FedAvg, Strategy
 
 log = logging.getLogger(__name__)
 
+Tensors = dict[str, np.ndarray]
+
 
 class Phase(str, Enum):
-    WAITING = "waiting"  # collecting updates (or, in round 0, the init)
+    WAITING = "waiting"  # collecting the init (round 0) or the open round's updates
     PUBLISHED = "published"  # the final model is out; waiting for clients to say done
     DONE = "done"  # every client said done
-
-
-@dataclass
-class RoundRecord:
-    """What one closed round looked like: who reported, how much data, their metrics."""
-
-    round: int
-    client_ids: list[int]
-    num_examples: int
-    metrics: dict[str, float]
-    duration_s: float
+    FAILED = "failed"  # a round missed its quorum at the deadline
 
 
 @dataclass
 class _OpenRound:
     number: int
-    started: float = field(default_factory=time.monotonic)
+    accumulator: object
+    started: float
+    deadline: float | None
     digests: dict[int, str] = field(default_factory=dict)
     examples: dict[int, int] = field(default_factory=dict)
     metrics: dict[int, dict[str, float]] = field(default_factory=dict)
-    sum: RunningWeightedSum = field(default_factory=RunningWeightedSum)
+
+
+@dataclass
+class Counters:
+    """Monotonic event counts for /metrics (guarded by the coordinator's lock)."""
+
+    updates_accepted: int = 0
+    updates_duplicate: int = 0
+    bytes_received: int = 0
+    rounds_closed: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
 
 
 def weighted_metrics(
@@ -57,27 +70,43 @@ def weighted_metrics(
     averaged = {}
     for name in names:
         pairs = [(m[name], weights[cid]) for cid, m in metrics.items() if name in m]
-        total = sum(w for _, w in pairs)
-        averaged[name] = sum(v * w for v, w in pairs) / total
+        averaged[name] = sum(v * w for v, w in pairs) / sum(w for _, w in pairs)
     return averaged
 
 
 class RoundCoordinator:
-    """Owns the global model, the open round and the shutdown handshake."""
+    """Owns the global model, the open round, checkpoints and the shutdown handshake."""
 
-    def __init__(self, num_clients: int, rounds: int) -> None:
+    def __init__(self, num_clients: int, rounds: int, *, strategy: Strategy | None = None,
+                 min_clients: int | None = None, round_timeout: float | None = None,
+                 checkpoint_dir: str | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if num_clients < 1 or rounds < 1:
             raise ValueError("num_clients and rounds must be at least 1")
-        self.num_clients = num_clients
-        self.rounds = rounds
+        min_clients = num_clients if min_clients is None else min_clients
+        if not 1 <= min_clients <= num_clients:
+            raise ValueError(f"min_clients must be in 1..{num_clients}, got {min_clients}")
+        self.num_clients, self.rounds, self.min_clients = num_clients, rounds, min_clients
+        self.round_timeout = round_timeout
+        self.strategy = strategy or FedAvg()
+        self.checkpoint_dir = checkpoint_dir
+        self._clock = clock
         self._cond = threading.Condition()
         self._spec: ModelSpec | None = None
-        self._model_body: bytes | None = None  # encoded global model, version self._version
+        self._global: Tensors | None = None
+        self._model_body: bytes | None = None  # the encoded global model, version _version
         self._version = -1
         self._open: _OpenRound | None = None
         self._done: dict[int, tuple[int, dict[str, float]]] = {}
+        self._failure: str | None = None
         self.history: list[RoundRecord] = []
-        self.bytes_received = 0
+        self.counters = Counters()
+
+    @property
+    def config(self) -> dict[str, str | int]:
+        """What a checkpoint must match to be resumed by this run."""
+        return {"num_clients": self.num_clients, "rounds": self.rounds,
+                "strategy": self.strategy.name}
 
     # ---- inputs -------------------------------------------------------------------------
 
@@ -87,22 +116,23 @@ class RoundCoordinator:
         self._check_client(client_id)
         spec = ModelSpec.of(message.tensors)
         spec.check(message.tensors)
-        body = wire.encode(message.tensors, {wire.META_ROUND: "0"})
         with self._cond:
+            self._raise_if_failed()
             if self._version >= 0:
                 return False
-            self._spec, self._model_body, self._version = spec, body, 0
-            self._open = _OpenRound(number=1)
-            self._cond.notify_all()
-        log.info("event=init client=%d tensors=%d parameters=%d",
-                 client_id, len(spec.tensors), spec.num_parameters)
+            self._spec = spec
+            self._publish(dict(message.tensors), version=0)
+            self._checkpoint()
+        log.info("event=init client=%d tensors=%d parameters=%d strategy=%s%s",
+                 client_id, len(spec.tensors), spec.num_parameters, self.strategy.name,
+                 " keeps_all_updates=true" if self.strategy.keeps_all_updates else "")
         return True
 
-    def submit_update(self, message: wire.Message) -> str:
+    def submit_update(self, message: wire.Message, body_size: int = 0) -> str:
         """Fold one client's update into the open round; 'accepted' or 'duplicate'."""
         meta = wire.parse_update_meta(message.metadata)
-        body_digest = wire.content_digest(message)
         self._check_client(meta.client_id)
+        digest = wire.content_digest(message)
         spec = self._spec  # fixed once set: validate outside the lock
         if spec is not None:
             spec.check(message.tensors)
@@ -110,16 +140,17 @@ class RoundCoordinator:
             open_round = self._require_open_round(meta.round)
             previous = open_round.digests.get(meta.client_id)
             if previous is not None:
-                if previous == body_digest:
-                    return "duplicate"
-                raise RoundConflict(
-                    f"client {meta.client_id} already sent a different update "
-                    f"for round {meta.round}"
-                )
-            open_round.sum.add(message.tensors, meta.num_examples)
-            open_round.digests[meta.client_id] = body_digest
+                if previous != digest:
+                    raise RoundConflict(f"client {meta.client_id} already sent a different "
+                                        f"update for round {meta.round}")
+                self.counters.updates_duplicate += 1
+                return "duplicate"
+            open_round.accumulator.add(message.tensors, meta.num_examples)
+            open_round.digests[meta.client_id] = digest
             open_round.examples[meta.client_id] = meta.num_examples
             open_round.metrics[meta.client_id] = meta.metrics
+            self.counters.updates_accepted += 1
+            self.counters.bytes_received += body_size
             log.info("event=update round=%d client=%d examples=%d reported=%d/%d",
                      meta.round, meta.client_id, meta.num_examples,
                      len(open_round.digests), self.num_clients)
@@ -134,22 +165,66 @@ class RoundCoordinator:
             self._cond.notify_all()
         log.info("event=done client=%d done=%d/%d", client_id, len(self._done), self.num_clients)
 
+    def count_rejection(self, code: str) -> None:
+        with self._cond:
+            self.counters.rejected[code] = self.counters.rejected.get(code, 0) + 1
+
+    def snapshot_counters(self) -> tuple[Counters, dict[str, int], list[float]]:
+        with self._cond:
+            c = self.counters
+            copy = Counters(c.updates_accepted, c.updates_duplicate, c.bytes_received,
+                            c.rounds_closed)
+            return copy, dict(c.rejected), [r.duration_s for r in self.history]
+
+    # ---- time ---------------------------------------------------------------------------
+
+    def enforce_deadlines(self) -> None:
+        """Block until training ends (final model published or run failed), closing or
+        failing each round whose deadline passes. Waits on the condition, never polls."""
+        with self._cond:
+            while not self._training_over():
+                open_round = self._open
+                if open_round is None or open_round.deadline is None:
+                    self._cond.wait()
+                    continue
+                remaining = open_round.deadline - self._clock()
+                if remaining > 0:
+                    self._cond.wait(timeout=remaining)
+                elif self._open is open_round:
+                    self._on_deadline(open_round)
+
+    def _on_deadline(self, open_round: _OpenRound) -> None:
+        reported = sorted(open_round.digests)
+        missing = [cid for cid in range(self.num_clients) if cid not in open_round.digests]
+        if len(reported) >= self.min_clients:
+            log.warning("event=deadline round=%d closing_with=%s missing=%s",
+                        open_round.number, reported, missing)
+            self._close_round(open_round)
+            return
+        self._failure = (
+            f"round {open_round.number} reached its {self.round_timeout:g} s deadline with "
+            f"{len(reported)} of {self.num_clients} clients (min_clients={self.min_clients}); "
+            f"missing client ids {missing}")
+        log.error("event=run_failed %s", self._failure)
+        self._cond.notify_all()
+
     # ---- outputs ------------------------------------------------------------------------
 
     def wait_for_model(self, version: int, timeout: float) -> bytes | None:
-        """The encoded model of ``version`` once it exists, or None after ``timeout`` seconds."""
+        """The encoded model of ``version`` once it exists, or None after ``timeout`` s."""
         if version < 0:
             raise MalformedRequest(f"round must be >= 0, got {version}")
         if version > self.rounds:
             raise TrainingFinished(f"round {version} is past the last round ({self.rounds})")
         with self._cond:
-            self._cond.wait_for(lambda: self._version >= version, timeout=timeout)
+            self._cond.wait_for(lambda: self._version >= version or self._failure,
+                                timeout=timeout)
+            self._raise_if_failed()
             if self._version < version:
                 return None
             if self._version > version:
                 raise RoundConflict(
-                    f"model version {version} was superseded by version {self._version}"
-                )
+                    f"model version {version} was superseded by version {self._version}")
             return self._model_body
 
     def wait_until_complete(self, timeout: float | None = None) -> bool:
@@ -157,14 +232,10 @@ class RoundCoordinator:
         with self._cond:
             return self._cond.wait_for(self._complete, timeout=timeout)
 
-    def wait_until_published(self, timeout: float | None = None) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._version == self.rounds, timeout=timeout)
-
     @property
-    def phase(self) -> Phase:
+    def failure(self) -> str | None:
         with self._cond:
-            return self._phase_locked()
+            return self._failure
 
     def final_model(self) -> bytes | None:
         with self._cond:
@@ -179,36 +250,101 @@ class RoundCoordinator:
 
     def status(self) -> dict:
         with self._cond:
+            open_round = self._open
             return {
-                "round": self._open.number if self._open else max(self._version, 0),
+                "round": open_round.number if open_round else max(self._version, 0),
                 "rounds": self.rounds,
-                "phase": self._phase_locked().value,
+                "phase": self._phase().value,
                 "model_version": self._version,
                 "num_clients": self.num_clients,
-                "reported": sorted(self._open.digests) if self._open else [],
+                "min_clients": self.min_clients,
+                "strategy": self.strategy.name,
+                "reported": sorted(open_round.digests) if open_round else [],
                 "done": sorted(self._done),
                 "last_metrics": self.history[-1].metrics if self.history else {},
+                "error": self._failure,
             }
 
+    # ---- restore ------------------------------------------------------------------------
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Resume from a checkpoint: its model version is published, the next round opens."""
+        with self._cond:
+            self._spec = ModelSpec.of(checkpoint.model)
+            self.strategy.load_state(checkpoint.strategy_state)
+            self.history = list(checkpoint.history)
+            self._publish(checkpoint.model, checkpoint.version)
+        log.info("event=resumed version=%d rounds_closed=%d", checkpoint.version,
+                 len(checkpoint.history))
+
     # ---- internals ----------------------------------------------------------------------
+
+    def _publish(self, model: Tensors, version: int) -> None:
+        """Make ``model`` version ``version`` and open the next round (lock held)."""
+        self._global = model
+        self._model_body = wire.encode(model, {wire.META_ROUND: str(version)})
+        self._version = version
+        if version < self.rounds:
+            now = self._clock()
+            self._open = _OpenRound(
+                number=version + 1, accumulator=self.strategy.new_round(), started=now,
+                deadline=now + self.round_timeout if self.round_timeout else None)
+        else:
+            self._open = None
+        self._cond.notify_all()
+
+    def _close_round(self, open_round: _OpenRound) -> None:
+        assert self._global is not None
+        new_model = self.strategy.aggregate(open_round.accumulator, self._global,
+                                            open_round.number)
+        record = RoundRecord(
+            round=open_round.number,
+            client_ids=sorted(open_round.digests),
+            num_examples=sum(open_round.examples.values()),
+            metrics=weighted_metrics(open_round.metrics, open_round.examples),
+            duration_s=self._clock() - open_round.started,
+            missing=[c for c in range(self.num_clients) if c not in open_round.digests],
+        )
+        self.history.append(record)
+        self.counters.rounds_closed += 1
+        self._publish(new_model, open_round.number)
+        self._checkpoint()
+        log.info("event=round_closed %s", format_round(record, self.rounds))
+
+    def _checkpoint(self) -> None:
+        if not self.checkpoint_dir or self._global is None:
+            return
+        try:
+            save_checkpoint(self.checkpoint_dir, Checkpoint(
+                self._version, self._global, self.strategy.state(), self.history, self.config))
+        except OSError as exc:
+            # The previous checkpoint is intact (atomic rename); training goes on.
+            log.error("event=checkpoint_failed version=%d error=%s", self._version, exc)
+
+    def _training_over(self) -> bool:
+        return self._version == self.rounds or self._failure is not None
 
     def _complete(self) -> bool:
         return self._version == self.rounds and len(self._done) == self.num_clients
 
-    def _phase_locked(self) -> Phase:
+    def _phase(self) -> Phase:
+        if self._failure:
+            return Phase.FAILED
         if self._complete():
             return Phase.DONE
-        if self._version == self.rounds:
-            return Phase.PUBLISHED
-        return Phase.WAITING
+        return Phase.PUBLISHED if self._version == self.rounds else Phase.WAITING
+
+    def _raise_if_failed(self) -> None:
+        if self._failure:
+            raise RunFailed(self._failure)
 
     def _check_client(self, client_id: int) -> None:
         if not 0 <= client_id < self.num_clients:
             raise MalformedRequest(
-                f"unknown client id {client_id}: this run has clients 0..{self.num_clients - 1}"
-            )
+                f"unknown client id {client_id}: this run has clients 0..{self.num_clients - 1}")
 
     def _require_open_round(self, round_: int) -> _OpenRound:
+        self._raise_if_failed()
         if self._version >= self.rounds:
             raise TrainingFinished(f"training finished after round {self.rounds}")
         if self._open is None:
@@ -217,25 +353,9 @@ class RoundCoordinator:
             raise RoundConflict(f"round {round_} is not the open round {self._open.number}")
         return self._open
 
-    def _close_round(self, open_round: _OpenRound) -> None:
-        averaged = open_round.sum.average()
-        self._model_body = wire.encode(averaged, {wire.META_ROUND: str(open_round.number)})
-        self._version = open_round.number
-        record = RoundRecord(
-            round=open_round.number,
-            client_ids=sorted(open_round.digests),
-            num_examples=sum(open_round.examples.values()),
-            metrics=weighted_metrics(open_round.metrics, open_round.examples),
-            duration_s=time.monotonic() - open_round.started,
-        )
-        self.history.append(record)
-        more = open_round.number < self.rounds
-        self._open = _OpenRound(number=open_round.number + 1) if more else None
-        self._cond.notify_all()
-        log.info("event=round_closed %s", format_round(record, self.rounds))
-
 
 def format_round(record: RoundRecord, rounds: int) -> str:
     metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(record.metrics.items()))
+    late = f" missing={record.missing}" if record.missing else ""
     return (f"round={record.round}/{rounds} clients={len(record.client_ids)} "
-            f"examples={record.num_examples} {metrics} duration_s={record.duration_s:.2f}")
+            f"examples={record.num_examples} {metrics} duration_s={record.duration_s:.2f}{late}")

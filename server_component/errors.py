@@ -39,3 +39,9 @@ class PayloadTooLarge(ProtocolError):
 
 class IncompatibleUpdate(ProtocolError):
     status, code = 422, "incompatible_update"
+
+
+class RunFailed(TrainingFinished):
+    """The run failed (a round missed its quorum); nothing more will be accepted."""
+
+    code = "run_failed"

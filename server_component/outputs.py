@@ -26,6 +26,8 @@ def write_outputs(out_dir: str | os.PathLike, coordinator: RoundCoordinator) -> 
         "rounds": coordinator.rounds,
         "rounds_completed": len(coordinator.history),
         "num_clients": coordinator.num_clients,
+        "strategy": coordinator.strategy.name,
+        "error": coordinator.failure,
         "final_metrics": coordinator.final_metrics(),
         "last_round_metrics": coordinator.history[-1].metrics if coordinator.history else {},
     }
@@ -38,10 +40,12 @@ def _write_round_metrics(path: Path, coordinator: RoundCoordinator) -> None:
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["round", "clients", "num_examples", "duration_s", *metric_names])
+        writer.writerow(["round", "clients", "missing", "num_examples", "duration_s",
+                         *metric_names])
         for r in coordinator.history:
             writer.writerow([
-                r.round, len(r.client_ids), r.num_examples, f"{r.duration_s:.3f}",
+                r.round, len(r.client_ids), " ".join(map(str, r.missing)), r.num_examples,
+                f"{r.duration_s:.3f}",
                 *(r.metrics.get(name, "") for name in metric_names),
             ])
     os.replace(tmp, path)

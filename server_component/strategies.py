@@ -1,39 +1,105 @@
-"""Aggregation strategies as small pure functions over numpy arrays, plus the streaming
-FedAvg accumulator the aggregator uses so that memory stays O(model size) for any N."""
+"""Aggregation strategies: small pure functions over lists of numpy arrays (as Flower's
+``aggregate``, ``aggregate_median``, ``aggregate_trimmed_avg`` and ``FedAdam``), and the
+per-round accumulators the coordinator feeds as updates arrive.
+
+FedAvg and FedAdam fold each update into a running weighted sum: O(model size) memory for
+any number of clients. Median and trimmed mean need every update of a round at once: they
+keep up to ``num_clients`` updates, O(num_clients × model size), and say so at start.
+"""
 
 from __future__ import annotations
 
+import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 NDArrays = list[np.ndarray]
+Tensors = dict[str, np.ndarray]
+STRATEGIES = ("fedavg", "fedadam", "median", "trimmed-mean[:beta]")
 
+
+class StrategyError(ValueError):
+    """An unknown strategy name or a bad strategy parameter."""
+
+
+# ---- pure functions ---------------------------------------------------------------------
 
 def weighted_average(results: Sequence[tuple[Sequence[np.ndarray], int]]) -> NDArrays:
-    """FedAvg over (weights, num_examples) pairs, as in Flower's ``aggregate``."""
+    """FedAvg over (weights, num_examples) pairs."""
     if not results:
         raise ValueError("weighted_average needs at least one result")
     total = sum(n for _, n in results)
     if total <= 0:
         raise ValueError("the example counts must sum to a positive number")
-    layers = zip(*(weights for weights, _ in results), strict=True)
-    counts = [n for _, n in results]
-    return [
-        (sum(np.asarray(layer, np.float64) * n for layer, n in zip(layer_set, counts, strict=True))
-         / total).astype(layer_set[0].dtype)
-        for layer_set in layers
-    ]
+    averaged = []
+    for layers in zip(*(weights for weights, _ in results), strict=True):
+        acc = sum(np.asarray(layer, np.float64) * n
+                  for layer, (_, n) in zip(layers, results, strict=True))
+        averaged.append((acc / total).astype(layers[0].dtype))
+    return averaged
 
+
+def coordinate_median(updates: Sequence[Sequence[np.ndarray]]) -> NDArrays:
+    """Coordinate-wise median of the updates (unweighted, robust to outliers)."""
+    if not updates:
+        raise ValueError("coordinate_median needs at least one update")
+    return [np.median(np.stack(layers), axis=0).astype(layers[0].dtype)
+            for layers in zip(*updates, strict=True)]
+
+
+def trimmed_mean(updates: Sequence[Sequence[np.ndarray]], beta: float) -> NDArrays:
+    """Coordinate-wise mean after cutting the ``beta`` fraction of lowest and highest values."""
+    if not updates:
+        raise ValueError("trimmed_mean needs at least one update")
+    if not 0 <= beta < 0.5:
+        raise ValueError(f"beta must be in [0, 0.5), got {beta}")
+    cut = int(beta * len(updates))
+    out = []
+    for layers in zip(*updates, strict=True):
+        ordered = np.sort(np.stack(layers), axis=0)
+        out.append(ordered[cut:len(updates) - cut].mean(axis=0).astype(layers[0].dtype))
+    return out
+
+
+@dataclass(frozen=True)
+class AdamParams:
+    eta: float = 0.1
+    beta_1: float = 0.9
+    beta_2: float = 0.99
+    tau: float = 1e-9
+
+
+def fedadam_step(current: Sequence[np.ndarray], aggregated: Sequence[np.ndarray],
+                 m: Sequence[np.ndarray] | None, v: Sequence[np.ndarray] | None,
+                 server_round: int, params: AdamParams = AdamParams()
+                 ) -> tuple[NDArrays, NDArrays, NDArrays]:
+    """One server-side Adam step on the pseudo-gradient ``aggregated - current`` (Reddi et
+    al., Adaptive Federated Optimization), with Flower's bias-corrected step size."""
+    delta = [a.astype(np.float64) - c.astype(np.float64)
+             for a, c in zip(aggregated, current, strict=True)]
+    m = [np.zeros_like(d) for d in delta] if m is None else m
+    v = [np.zeros_like(d) for d in delta] if v is None else v
+    m = [params.beta_1 * mi + (1 - params.beta_1) * d for mi, d in zip(m, delta, strict=True)]
+    v = [params.beta_2 * vi + (1 - params.beta_2) * d * d for vi, d in zip(v, delta, strict=True)]
+    eta_norm = (params.eta * math.sqrt(1 - params.beta_2 ** (server_round + 1.0))
+                / (1 - params.beta_1 ** (server_round + 1.0)))
+    new = [(c + eta_norm * mi / (np.sqrt(vi) + params.tau)).astype(c.dtype)
+           for c, mi, vi in zip(current, m, v, strict=True)]
+    return new, m, v
+
+
+# ---- per-round accumulators -------------------------------------------------------------
 
 class RunningWeightedSum:
-    """Folds each update into a float64 running sum as it arrives (streaming FedAvg).
+    """Folds each update into a float64 running sum as it arrives (streaming FedAvg)."""
 
-    Holds one float64 accumulator per tensor, however many clients report.
-    """
+    keeps_all_updates = False
 
     def __init__(self) -> None:
-        self._sums: dict[str, np.ndarray] = {}
+        self._sums: Tensors = {}
         self._dtypes: dict[str, np.dtype] = {}
         self.total_weight = 0
 
@@ -46,14 +112,127 @@ class RunningWeightedSum:
                 self._sums[name] = np.multiply(array, weight, dtype=np.float64)
                 self._dtypes[name] = array.dtype
             else:
-                # In place: no temporary of the model's size beyond the float64 product.
                 acc += np.multiply(array, weight, dtype=np.float64)
         self.total_weight += weight
 
-    def average(self) -> dict[str, np.ndarray]:
+    def average(self) -> Tensors:
         if self.total_weight == 0:
             raise ValueError("no update was added")
-        return {
-            name: (acc / self.total_weight).astype(self._dtypes[name])
-            for name, acc in self._sums.items()
-        }
+        return {name: (acc / self.total_weight).astype(self._dtypes[name])
+                for name, acc in self._sums.items()}
+
+
+class UpdateList:
+    """Keeps every update of a round (for the robust strategies)."""
+
+    keeps_all_updates = True
+
+    def __init__(self) -> None:
+        self.updates: list[Tensors] = []
+
+    def add(self, tensors: Mapping[str, np.ndarray], weight: int) -> None:
+        self.updates.append({name: np.array(a, copy=True) for name, a in tensors.items()})
+
+
+# ---- strategies ------------------------------------------------------------------------
+
+class Strategy(ABC):
+    """Turns one round's updates plus the current global model into the next one."""
+
+    name: str
+    keeps_all_updates = False
+
+    def new_round(self) -> RunningWeightedSum | UpdateList:
+        return UpdateList() if self.keeps_all_updates else RunningWeightedSum()
+
+    @abstractmethod
+    def aggregate(self, accumulator, current: Tensors, server_round: int) -> Tensors:
+        """The new global model from this round's accumulator."""
+
+    def state(self) -> Tensors:
+        """Tensors to checkpoint beside the global model (optimizer moments)."""
+        return {}
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore what ``state`` returned; stateless strategies accept only nothing."""
+        if state:
+            raise StrategyError(f"strategy {self.name} has no state, got {sorted(state)}")
+
+
+class FedAvg(Strategy):
+    name = "fedavg"
+
+    def aggregate(self, accumulator: RunningWeightedSum, current: Tensors,
+                  server_round: int) -> Tensors:
+        return accumulator.average()
+
+
+class FedAdam(Strategy):
+    name = "fedadam"
+
+    def __init__(self, params: AdamParams = AdamParams()) -> None:
+        self.params = params
+        self._m: Tensors | None = None
+        self._v: Tensors | None = None
+
+    def aggregate(self, accumulator: RunningWeightedSum, current: Tensors,
+                  server_round: int) -> Tensors:
+        names = sorted(current)
+        averaged = accumulator.average()
+        new, m, v = fedadam_step(
+            [current[n] for n in names], [averaged[n] for n in names],
+            None if self._m is None else [self._m[n] for n in names],
+            None if self._v is None else [self._v[n] for n in names],
+            server_round, self.params)
+        self._m, self._v = dict(zip(names, m, strict=True)), dict(zip(names, v, strict=True))
+        return dict(zip(names, new, strict=True))
+
+    def state(self) -> Tensors:
+        if self._m is None or self._v is None:
+            return {}
+        return {**{f"m/{k}": a for k, a in self._m.items()},
+                **{f"v/{k}": a for k, a in self._v.items()}}
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        if state:
+            self._m = {k[2:]: a for k, a in state.items() if k.startswith("m/")}
+            self._v = {k[2:]: a for k, a in state.items() if k.startswith("v/")}
+
+
+class Median(Strategy):
+    name = "median"
+    keeps_all_updates = True
+
+    def aggregate(self, accumulator: UpdateList, current: Tensors, server_round: int) -> Tensors:
+        names = sorted(current)
+        med = coordinate_median([[u[n] for n in names] for u in accumulator.updates])
+        return dict(zip(names, med, strict=True))
+
+
+class TrimmedMean(Strategy):
+    keeps_all_updates = True
+
+    def __init__(self, beta: float = 0.1) -> None:
+        if not 0 <= beta < 0.5:
+            raise StrategyError(f"trimmed-mean beta must be in [0, 0.5), got {beta}")
+        self.beta = beta
+        self.name = f"trimmed-mean:{beta:g}"
+
+    def aggregate(self, accumulator: UpdateList, current: Tensors, server_round: int) -> Tensors:
+        names = sorted(current)
+        mean = trimmed_mean([[u[n] for n in names] for u in accumulator.updates], self.beta)
+        return dict(zip(names, mean, strict=True))
+
+
+def parse_strategy(spec: str) -> Strategy:
+    """``fedavg``, ``fedadam``, ``median`` or ``trimmed-mean[:beta]`` (default beta 0.1)."""
+    name, _, arg = spec.strip().lower().partition(":")
+    if name == "trimmed-mean":
+        try:
+            return TrimmedMean(float(arg) if arg else 0.1)
+        except ValueError as exc:
+            raise StrategyError(f"bad trimmed-mean beta {arg!r}: {exc}") from None
+    known = {"fedavg": FedAvg, "fedadam": FedAdam, "median": Median}
+    if name not in known or arg:
+        raise StrategyError(f"unknown strategy {spec!r}; accepted: {', '.join(STRATEGIES)}")
+    return known[name]()

@@ -27,7 +27,8 @@ def test_healthz_needs_no_token_but_v1_does(aggregator):
 def test_status_before_init(aggregator):
     assert status(aggregator) == {
         "round": 0, "rounds": 2, "phase": "waiting", "model_version": -1, "num_clients": 2,
-        "reported": [], "done": [], "last_metrics": {},
+        "min_clients": 2, "strategy": "fedavg", "reported": [], "done": [],
+        "last_metrics": {}, "error": None,
     }
 
 

@@ -44,3 +44,130 @@ def test_degenerate_inputs_are_refused():
         RunningWeightedSum().add({"w000": np.ones(1)}, 0)
     with pytest.raises(ValueError):
         RunningWeightedSum().average()
+
+
+# ---- robust strategies and FedAdam --------------------------------------------------------
+
+from server_component.strategies import (  # noqa: E402
+    AdamParams,
+    FedAdam,
+    Median,
+    StrategyError,
+    TrimmedMean,
+    UpdateList,
+    coordinate_median,
+    fedadam_step,
+    parse_strategy,
+    trimmed_mean,
+)
+
+
+def test_median_and_trimmed_mean_match_hand_computations():
+    updates = [[np.array([1.0, 10.0], np.float32)], [np.array([2.0, 20.0], np.float32)],
+               [np.array([3.0, 30.0], np.float32)], [np.array([100.0, -50.0], np.float32)]]
+    np.testing.assert_allclose(coordinate_median(updates)[0], [2.5, 15.0])
+    # beta 0.25 of 4 cuts one value from each end: mean of the middle two.
+    np.testing.assert_allclose(trimmed_mean(updates, 0.25)[0], [2.5, 15.0])
+    np.testing.assert_allclose(trimmed_mean(updates, 0.0)[0], [26.5, 2.5])
+
+
+def test_fedadam_step_matches_a_hand_computation():
+    current, aggregated = [np.array([1.0], np.float32)], [np.array([2.0], np.float32)]
+    params = AdamParams(eta=0.1, beta_1=0.9, beta_2=0.99, tau=1e-9)
+    new, m, v = fedadam_step(current, aggregated, None, None, server_round=1, params=params)
+    # delta 1: m = 0.1, v = 0.01; eta_norm = 0.1*sqrt(1-0.99^2)/(1-0.9^2)
+    eta_norm = 0.1 * np.sqrt(1 - 0.99**2) / (1 - 0.9**2)
+    np.testing.assert_allclose(m[0], [0.1])
+    np.testing.assert_allclose(v[0], [0.01])
+    np.testing.assert_allclose(new[0], [1.0 + eta_norm * 0.1 / 0.1], rtol=1e-6)
+
+
+def test_robust_strategies_keep_every_update_and_say_so():
+    assert Median().keeps_all_updates and TrimmedMean(0.2).keeps_all_updates
+    assert isinstance(Median().new_round(), UpdateList)
+    assert not parse_strategy("fedavg").keeps_all_updates
+    assert not FedAdam().keeps_all_updates
+
+
+@pytest.mark.parametrize("spec, name", [("fedavg", "fedavg"), ("FedAdam", "fedadam"),
+                                        ("median", "median"), ("trimmed-mean", "trimmed-mean:0.1"),
+                                        ("trimmed-mean:0.2", "trimmed-mean:0.2")])
+def test_parse_strategy(spec, name):
+    assert parse_strategy(spec).name == name
+
+
+@pytest.mark.parametrize("spec", ["krum", "fedavg:1", "trimmed-mean:0.5", "trimmed-mean:x",
+                                  "trimmed-mean:nan"])
+def test_bad_strategies_name_the_accepted_ones(spec):
+    with pytest.raises(StrategyError):
+        parse_strategy(spec)
+
+
+def test_fedadam_state_survives_a_checkpoint_round_trip():
+    current = {"w000": np.ones(3, np.float32)}
+    a, b = FedAdam(), FedAdam()
+    acc = a.new_round()
+    acc.add({"w000": np.full(3, 2.0, np.float32)}, 1)
+    a.aggregate(acc, current, 1)
+    b.load_state(a.state())
+    for strategy in (a, b):
+        acc = strategy.new_round()
+        acc.add({"w000": np.full(3, 3.0, np.float32)}, 1)
+    new_a = a.aggregate(acc, current, 2)
+    acc_b = b.new_round()
+    acc_b.add({"w000": np.full(3, 3.0, np.float32)}, 1)
+    np.testing.assert_array_equal(new_a["w000"], b.aggregate(acc_b, current, 2)["w000"])
+
+
+# ---- cross-check against Flower's reference implementations --------------------------------
+
+def _flower():
+    try:
+        from flwr.server.strategy import aggregate as flower_aggregate
+    except ImportError as exc:  # pragma: no cover - depends on the dev install
+        pytest.skip(f"flwr is not importable ({exc}); `make venv` installs it --no-deps")
+    return flower_aggregate
+
+
+def _random_results(seed: int, clients: int = 7):
+    rng = np.random.default_rng(seed)
+    shapes = [(5, 4), (4,), (3, 3, 2)]
+    return [([rng.normal(size=s).astype(np.float32) for s in shapes],
+             int(rng.integers(1, 100))) for _ in range(clients)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cross_check_with_flower_aggregate_median_trimmed(seed):
+    flower = _flower()
+    results = _random_results(seed)
+    updates = [w for w, _ in results]
+    for ours, theirs in [
+        (weighted_average(results), flower.aggregate(results)),
+        (coordinate_median(updates), flower.aggregate_median(results)),
+        (trimmed_mean(updates, 0.2), flower.aggregate_trimmed_avg(results, 0.2)),
+    ]:
+        for a, b in zip(ours, theirs, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_cross_check_fedadam_with_flower_over_three_rounds():
+    _flower()
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+    from flwr.server.strategy import FedAdam as FlowerFedAdam
+
+    rng = np.random.default_rng(0)
+    initial = [rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)]
+    flower = FlowerFedAdam(initial_parameters=ndarrays_to_parameters(initial))
+    ours, current = FedAdam(), {"w000": initial[0], "w001": initial[1]}
+    for server_round in (1, 2, 3):
+        results = _random_results(100 + server_round, clients=4)
+        results = [([w[0][:4, :3], w[1][:3]], n) for w, n in results]
+        fit = [(None, FitRes(Status(Code.OK, ""), ndarrays_to_parameters(w), n, {}))
+               for w, n in results]
+        theirs = parameters_to_ndarrays(flower.aggregate_fit(server_round, fit, [])[0])
+        acc = ours.new_round()
+        for w, n in results:
+            acc.add({"w000": w[0], "w001": w[1]}, n)
+        current = ours.aggregate(acc, current, server_round)
+        np.testing.assert_allclose(current["w000"], theirs[0], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(current["w001"], theirs[1], rtol=1e-4, atol=1e-6)

@@ -1,0 +1,154 @@
+"""The aggregator process under stragglers, a lost quorum and a kill -9 mid-round; clients
+speak the real protocol (federate + AggregatorClient) with deterministic numpy learners."""
+
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from client_component.federated_client import ClientConfig, federate
+from client_component.transport import AggregatorClient, AggregatorError
+from server_component import wire
+from server_component.checkpoint import CHECKPOINT_FILE
+from server_component.outputs import FINAL_WEIGHTS
+from tests.conftest import REPO_ROOT, free_port
+from tests.numpy_learner import NumpyLearner
+
+TOKEN = "resilience"
+
+
+class AggregatorProcess:
+    def __init__(self, port: int, out, *flags: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server_component", "--host", "127.0.0.1", "--port",
+             str(port), "--token", TOKEN, "--out", str(out), "--shutdown-grace", "20", *flags],
+            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self._new_line = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+        assert self.wait_for("event=listening", timeout=30), "aggregator did not start"
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            with self._new_line:
+                self.lines.append(line)
+                self._new_line.notify_all()
+
+    def wait_for(self, *fragments: str, timeout: float = 60) -> bool:
+        """Block until every fragment has appeared in the output."""
+        with self._new_line:
+            return self._new_line.wait_for(
+                lambda: all(f in self.output for f in fragments), timeout=timeout)
+
+    def wait(self, timeout: float = 60) -> int:
+        return self.proc.wait(timeout)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+def start_clients(port, n, rounds, learners, results, errors):
+    def work(cid):
+        config = ClientConfig(server=f"http://127.0.0.1:{port}", client_id=cid, num_clients=n,
+                              rounds=rounds, token=TOKEN, connect_timeout_s=30)
+        client = AggregatorClient(config.server, TOKEN, long_poll_s=2)
+        try:
+            results[cid] = federate(learners[cid], client, config)
+        except Exception as exc:
+            errors[cid] = exc
+
+    threads = [threading.Thread(target=work, args=(cid,), daemon=True) for cid in range(n)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def run_federation(tmp_path, n=3, rounds=4, flags=(), before_fit=None, on_started=None):
+    port, out = free_port(), tmp_path / "out"
+    server = AggregatorProcess(port, out, "--num-clients", str(n), "--rounds", str(rounds),
+                               *flags)
+    learners = [NumpyLearner(cid, before_fit=before_fit) for cid in range(n)]
+    results, errors = {}, {}
+    threads = start_clients(port, n, rounds, learners, results, errors)
+    if on_started:
+        server = on_started(server, port, out) or server
+    for t in threads:
+        t.join(timeout=120)
+    return server, learners, results, errors, out
+
+
+@pytest.mark.slow
+def test_straggler_is_left_behind_then_rejoins_from_the_new_global_model(tmp_path):
+    def slow_client_2(cid, round_):
+        if cid == 2 and round_ == 1:
+            time.sleep(2.5)  # the straggler: past round 1's 1 s deadline
+
+    server, learners, _, errors, _ = run_federation(
+        tmp_path, flags=("--min-clients", "2", "--round-timeout", "1"), before_fit=slow_client_2)
+    assert not errors, errors
+    assert server.wait() == 0, server.output
+    assert re.search(r"event=deadline round=1 closing_with=\[0, 1\] missing=\[2\]", server.output)
+    assert "round=1/4 clients=2" in server.output
+    # Its late round-1 update was refused (409) and it carried on in a later round.
+    assert learners[2].rounds_fitted[0] == 1 and learners[2].rounds_fitted[-1] == 4
+
+
+@pytest.mark.slow
+def test_without_quorum_the_aggregator_exits_1_naming_round_and_missing_ids(tmp_path):
+    def stuck(cid, round_):
+        if cid == 2:
+            time.sleep(2)  # past the deadline, within the failed aggregator's linger
+
+    server, _, results, errors, out = run_federation(
+        tmp_path, rounds=2, flags=("--min-clients", "3", "--round-timeout", "1",
+                                   "--shutdown-grace", "5"), before_fit=stuck)
+    assert server.wait() == 1
+    assert "round 1 reached its 1 s deadline with 2 of 3 clients" in server.output
+    assert "missing client ids [2]" in server.output
+    # The clients were told (410 run_failed), they did not hang.
+    assert not results and sorted(errors) == [0, 1, 2], errors
+    assert all(isinstance(e, AggregatorError) and e.code == "run_failed"
+               for e in errors.values()), errors
+
+
+@pytest.mark.slow
+def test_kill_9_mid_round_and_restart_resumes_with_identical_final_weights(tmp_path):
+    reference, *_ = run_federation(tmp_path / "ref")
+    assert reference.wait() == 0
+    expected = (tmp_path / "ref" / "out" / FINAL_WEIGHTS).read_bytes()
+
+    hold = threading.Event()
+
+    def client_2_waits_in_round_3(cid, round_):
+        if cid == 2 and round_ == 3:
+            hold.wait(60)
+
+    def crash_and_restart(server, port, out):
+        ckpt = tmp_path / "run" / "ckpt"
+        # Round 3 is open and clients 0 and 1 have posted it: their updates live only in
+        # the aggregator's memory when it dies.
+        assert server.wait_for("round=3 client=0", "round=3 client=1")
+        server.proc.kill()
+        server.proc.wait()
+        assert (ckpt / CHECKPOINT_FILE).exists()
+        restarted = AggregatorProcess(port, out, "--num-clients", "3", "--rounds", "4",
+                                      "--checkpoint-dir", str(ckpt))
+        hold.set()
+        return restarted
+
+    (tmp_path / "run").mkdir()
+    server, learners, _, errors, out = run_federation(
+        tmp_path / "run", flags=("--checkpoint-dir", str(tmp_path / "run" / "ckpt")),
+        before_fit=client_2_waits_in_round_3, on_started=crash_and_restart)
+    assert not errors, errors
+    assert server.wait() == 0, server.output
+    assert "event=resumed version=2 rounds_closed=2" in server.output
+    assert wire.decode((out / FINAL_WEIGHTS).read_bytes()).tensors.keys() == \
+        wire.decode(expected).tensors.keys()
+    assert (out / FINAL_WEIGHTS).read_bytes() == expected
+    # No round was repeated or lost by any client.
+    assert all(learner.rounds_fitted == [1, 2, 3, 4] for learner in learners)
