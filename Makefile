@@ -11,13 +11,14 @@ KFP_HOST ?=
 SUBMIT_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv compile run-local test test-fast lint upload run clean
+.PHONY: help venv compile run-local test test-fast lint bench upload run clean
 
 help:
 	@echo "make run-local   set up .venv, compile, run the federated pipeline on this machine"
 	@echo "                 (NUM_OF_CLIENTS=7 ROUNDS=3 make run-local)"
 	@echo "make test        set up .venv, run every test (slow end-to-end ones included)"
 	@echo "make compile     write $(PIPELINE) (NUM_OF_CLIENTS=N sets num_clients' default)"
+	@echo "make bench       run the benchmarks (tables + summary lines)"
 	@echo "make upload|run  KFP_HOST=http://... : upload the pipeline / start a run"
 
 venv: $(STAMP)
@@ -44,6 +45,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Each benchmark prints a markdown table and a final summary line of ratios from one run.
+bench: $(STAMP)
+	$(PY) -m bench.memory --clients-list 2,10,50 --params 5000000
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,4 @@
-"""The aggregator task: serves FedAvg rounds until every client is done."""
+"""The aggregator task: serves the federated rounds until every client is done."""
 
 from kfp.dsl import Dataset, Metrics, Model, Output
 
@@ -13,16 +13,23 @@ def aggregator(
     num_clients: int,
     rounds: int,
     port: int,
+    strategy: str,
+    min_clients: int,
+    round_timeout: float,
+    checkpoint_dir: str,
     final_model: Output[Model],
     round_metrics: Output[Dataset],
     metrics: Output[Metrics],
 ):
-    """Run the aggregator on ``port``; write the final weights, per-round metrics and the
-    final scalars as artifacts."""
-    from server_component.task import run_aggregator_task
+    """Run the aggregator on ``port``, checkpointing each round into ``checkpoint_dir`` (a
+    retried task resumes from it); write the final weights, per-round metrics and the final
+    scalars as artifacts."""
+    from server_component.task import AggregatorSettings, run_aggregator_task
 
     summary = run_aggregator_task(
-        num_clients=num_clients, rounds=rounds, port=port, token=token,
+        AggregatorSettings(num_clients=num_clients, rounds=rounds, port=port, token=token,
+                           strategy=strategy, min_clients=min_clients,
+                           round_timeout=round_timeout, checkpoint_dir=checkpoint_dir),
         out_dir=final_model.path, round_metrics_path=round_metrics.path,
     )
     for name, value in summary.items():

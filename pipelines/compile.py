@@ -18,8 +18,8 @@ def compile_pipeline(output: Path, num_clients: int, base_image: str | None = No
     from components import aggregator, client, service
     from pipelines.fl_pipeline import build_pipeline
 
-    python_components = [service.create_service, service.delete_service,
-                         aggregator.aggregator, client.client_ids]
+    python_components = [service.create_service, service.create_checkpoint_volume,
+                         service.delete_service, aggregator.aggregator, client.client_ids]
     for component in python_components if base_image else []:
         component.component_spec.implementation.container.image = base_image
     if client_image or base_image:

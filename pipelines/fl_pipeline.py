@@ -1,8 +1,10 @@
 """The KFP v2 pipeline: per-run Service, aggregator and N parallel clients, always torn down.
 
-    ExitHandler(exit_task = delete_service)
+    ExitHandler(exit_task = delete_service)      deletes the Service and the volume
       create_service             -> Service fl-<run id>, its URL and a per-run token
-      aggregator(token, ...)     -> pod labelled fl-role=aggregator (+ pipeline/runid by KFP)
+      create_checkpoint_volume   -> PVC fl-<run id>-checkpoint
+      aggregator(token, ...)     -> pod labelled fl-role=aggregator (+ pipeline/runid by KFP),
+                                    the volume mounted for checkpoints, retried by KFP
       ParallelFor(client_ids(num_clients), parallelism=0)
           client(url, token, client_id, ...)
 """
@@ -14,8 +16,8 @@ from kfp import dsl, kubernetes
 
 from components.aggregator import aggregator
 from components.client import client, client_ids
-from components.service import create_service, delete_service
-from server_component.k8s_service import (
+from components.service import create_checkpoint_volume, create_service, delete_service
+from server_component.k8s_objects import (
     AGGREGATOR_ROLE,
     CLIENT_ROLE,
     NAMESPACE_ENV,
@@ -27,6 +29,8 @@ from server_component.k8s_service import (
 PIPELINE_NAME = "fl-on-kubeflow"
 DEFAULT_NUM_CLIENTS = 5
 CLIENT_RETRIES = 2
+AGGREGATOR_RETRIES = 2
+CHECKPOINT_MOUNT = "/fl/checkpoint"
 
 
 def default_num_clients() -> int:
@@ -65,16 +69,24 @@ def build_pipeline(num_clients_default: int = DEFAULT_NUM_CLIENTS):
         partition: str = "iid",
         seed: int = 0,
         aggregator_port: int = 8080,
+        strategy: str = "fedavg",
+        min_clients: int = 0,
+        round_timeout: float = 0.0,
+        checkpoint_size: str = "1Gi",
     ):
         teardown = _with_run_identity(delete_service())
         with dsl.ExitHandler(teardown, name="federated-run"):
             service = _with_run_identity(create_service(port=aggregator_port))
+            volume = _with_run_identity(create_checkpoint_volume(size=checkpoint_size))
             server = _with_run_identity(aggregator(
                 token=service.outputs["token"], num_clients=num_clients, rounds=rounds,
-                port=aggregator_port,
+                port=aggregator_port, strategy=strategy, min_clients=min_clients,
+                round_timeout=round_timeout, checkpoint_dir=CHECKPOINT_MOUNT,
             ))
+            server.set_retry(AGGREGATOR_RETRIES, "5s")
             server.set_cpu_request("500m").set_memory_request("1Gi")
             kubernetes.add_pod_label(server, ROLE_LABEL, AGGREGATOR_ROLE)
+            kubernetes.mount_pvc(server, pvc_name=volume.output, mount_path=CHECKPOINT_MOUNT)
             ids = client_ids(num_clients=num_clients).set_caching_options(False)
             with dsl.ParallelFor(ids.output, parallelism=0) as client_id:
                 worker = _with_run_identity(client(

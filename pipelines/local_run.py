@@ -28,6 +28,8 @@ from pipelines.local_tasks import (
     LOOPBACK_TASKS,
     TaskContext,
     field_path_env,
+    local_mounts,
+    remap_paths,
     run_container_task,
     terminate_all,
 )
@@ -119,7 +121,8 @@ class LocalRunner:
                     status[name] = "skipped"
                     return
                 params = self._task_inputs(task, inputs, outputs)
-                outputs[name] = self._run_task(name + suffix, task, params, ctx)
+                outputs[name] = self._run_task(name + suffix, task, params, ctx,
+                                               lambda ref: self._resolve(ref, inputs, outputs))
                 status[name] = "succeeded"
             except Exception as exc:  # any failure stops the run; the exit task still runs
                 status[name] = "failed"
@@ -137,14 +140,16 @@ class LocalRunner:
             raise RuntimeError("a task in this DAG failed")  # first failure is in _failure
 
     def _run_task(self, name: str, task: Mapping[str, Any], params: dict[str, Any],
-                  ctx: TaskContext) -> dict:
+                  ctx: TaskContext, resolve) -> dict:
         component = self.spec["components"][task["componentRef"]["name"]]
         if "dag" in component:
             return self._run_sub_dag(name, task, component, params, ctx)
         label = component["executorLabel"]
+        platform = self.platform_executors.get(label, {})
         params = cast_parameters(params, component.get("inputDefinitions", {})
                                  .get("parameters", {}))
-        env = field_path_env(self.platform_executors.get(label, {}), ctx.run_id, ctx.namespace)
+        params = remap_paths(params, local_mounts(platform, resolve, ctx.run_dir))
+        env = field_path_env(platform, ctx.run_id, ctx.namespace)
         env["KFP_RUN_ID"] = env.get("KFP_RUN_ID", ctx.run_id)
         if label in LOOPBACK_TASKS:
             result = LOOPBACK_TASKS[label](params, env)
@@ -184,23 +189,28 @@ class LocalRunner:
             raise errors[0]
         return {"parameters": {}, "artifacts": {}}
 
-    @staticmethod
-    def _task_inputs(task: Mapping[str, Any], inputs: Mapping[str, Any],
+    @classmethod
+    def _task_inputs(cls, task: Mapping[str, Any], inputs: Mapping[str, Any],
                      outputs: Mapping[str, dict]) -> dict[str, Any]:
-        params = {}
-        for name, source in task.get("inputs", {}).get("parameters", {}).items():
-            if "componentInputParameter" in source:
-                params[name] = inputs[source["componentInputParameter"]]
-            elif "taskOutputParameter" in source:
-                ref = source["taskOutputParameter"]
-                params[name] = outputs[ref["producerTask"]]["parameters"][ref["outputParameterKey"]]
-            elif "runtimeValue" in source:
-                params[name] = source["runtimeValue"]["constant"]
-            else:
-                raise NotImplementedError(f"local runner: unsupported input source {source}")
         if task.get("inputs", {}).get("artifacts"):
             raise NotImplementedError("local runner: artifact inputs are not supported yet")
-        return params
+        return {name: cls._resolve(source, inputs, outputs)
+                for name, source in task.get("inputs", {}).get("parameters", {}).items()}
+
+    @staticmethod
+    def _resolve(source: Mapping[str, Any], inputs: Mapping[str, Any],
+                 outputs: Mapping[str, dict]) -> Any:
+        """The value a parameter reference in the IR points at."""
+        if "componentInputParameter" in source:
+            return inputs[source["componentInputParameter"]]
+        if "taskOutputParameter" in source:
+            ref = source["taskOutputParameter"]
+            return outputs[ref["producerTask"]]["parameters"][ref["outputParameterKey"]]
+        if "runtimeValue" in source:
+            return source["runtimeValue"]["constant"]
+        if "constant" in source:
+            return source["constant"]
+        raise NotImplementedError(f"local runner: unsupported parameter source {source}")
 
     # ---- failure and progress -----------------------------------------------------------
 

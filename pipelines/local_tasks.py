@@ -217,7 +217,7 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 def loopback_create_service(parameters: Mapping[str, Any], env: Mapping[str, str]) -> dict:
     """Locally the aggregator binds 127.0.0.1:port, so the 'Service' is just that address."""
-    from server_component.k8s_service import service_name
+    from server_component.k8s_objects import service_name
 
     url = f"http://127.0.0.1:{parameters['port']}"
     print(f"[local] create-service: would create Service {service_name(env['KFP_RUN_ID'])}; "
@@ -225,14 +225,50 @@ def loopback_create_service(parameters: Mapping[str, Any], env: Mapping[str, str
     return {"parameters": {"url": url, "token": secrets.token_urlsafe(32)}, "artifacts": {}}
 
 
-def loopback_delete_service(parameters: Mapping[str, Any], env: Mapping[str, str]) -> dict:
-    from server_component.k8s_service import service_name
+def loopback_create_checkpoint_volume(parameters: Mapping[str, Any],
+                                      env: Mapping[str, str]) -> dict:
+    """Locally a 'volume' is a directory under the run (see ``local_mounts``)."""
+    from server_component.k8s_objects import checkpoint_pvc_name
 
-    print(f"[local] delete-service: would delete Service {service_name(env['KFP_RUN_ID'])}")
+    name = checkpoint_pvc_name(env["KFP_RUN_ID"])
+    print(f"[local] create-checkpoint-volume: would create PVC {name}; a local directory")
+    return {"parameters": {"Output": name}, "artifacts": {}}
+
+
+def loopback_delete_service(parameters: Mapping[str, Any], env: Mapping[str, str]) -> dict:
+    from server_component.k8s_objects import checkpoint_pvc_name, service_name
+
+    run_id = env["KFP_RUN_ID"]
+    print(f"[local] delete-service: would delete Service {service_name(run_id)} "
+          f"and PVC {checkpoint_pvc_name(run_id)}")
     return {"parameters": {}, "artifacts": {}}
 
 
 LOOPBACK_TASKS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], dict]] = {
     "exec-create-service": loopback_create_service,
+    "exec-create-checkpoint-volume": loopback_create_checkpoint_volume,
     "exec-delete-service": loopback_delete_service,
 }
+
+
+def local_mounts(platform_executor: Mapping[str, Any], pvc_name_of: Callable[[dict], str],
+                 run_dir: Path) -> dict[str, Path]:
+    """mount path -> local directory standing in for each PVC the task mounts."""
+    mounts = {}
+    for mount in platform_executor.get("pvcMount", []):
+        name = pvc_name_of(mount.get("pvcNameParameter") or mount)
+        local = run_dir / "volumes" / name
+        local.mkdir(parents=True, exist_ok=True)
+        mounts[mount["mountPath"].rstrip("/")] = local
+    return mounts
+
+
+def remap_paths(parameters: Mapping[str, Any], mounts: Mapping[str, Path]) -> dict[str, Any]:
+    """Point parameter values under a mount path at the local directory instead."""
+    remapped = dict(parameters)
+    for name, value in parameters.items():
+        for mount_path, local in mounts.items():
+            if isinstance(value, str) and (value == mount_path
+                                           or value.startswith(mount_path + "/")):
+                remapped[name] = str(local) + value[len(mount_path):]
+    return remapped

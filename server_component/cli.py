@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from server_component.app import DEFAULT_MAX_UPDATE_BYTES, create_app
 from server_component.checkpoint import CheckpointError, load_checkpoint
 from server_component.coordinator import RoundCoordinator, format_round
+from server_component.memory import pin_mmap_threshold
 from server_component.outputs import write_outputs
 from server_component.serve import AggregatorServer
 from server_component.strategies import STRATEGIES, StrategyError, parse_strategy
@@ -99,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     validate(args, parser)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s aggregator %(message)s",
                         stream=sys.stdout, force=True)
+    pin_mmap_threshold()
     coordinator = build_coordinator(args, parser)
     log.info("event=start run_id=%s num_clients=%d rounds=%d min_clients=%d strategy=%s",
              os.environ.get("KFP_RUN_ID", "-"), args.num_clients, args.rounds,

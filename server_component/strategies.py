@@ -131,7 +131,7 @@ class UpdateList:
         self.updates: list[Tensors] = []
 
     def add(self, tensors: Mapping[str, np.ndarray], weight: int) -> None:
-        self.updates.append({name: np.array(a, copy=True) for name, a in tensors.items()})
+        self.updates.append(dict(tensors))  # decoded arrays are already private copies
 
 
 # ---- strategies ------------------------------------------------------------------------

@@ -52,7 +52,8 @@ def test_pipeline_parameters_and_runtime_num_clients(compiled):
     params = ir["root"]["inputDefinitions"]["parameters"]
     assert set(params) == {"num_clients", "rounds", "local_epochs", "batch_size",
                            "learning_rate", "dataset", "data_uri", "partition", "seed",
-                           "aggregator_port"}
+                           "aggregator_port", "strategy", "min_clients", "round_timeout",
+                           "checkpoint_size"}
     assert params["num_clients"]["defaultValue"] == 5
     # num_clients reaches the fan-out as a parameter: changing it needs no recompile.
     fan_out = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["client-ids"]
@@ -83,7 +84,8 @@ def test_exit_handler_wraps_the_run_and_tears_the_service_down(compiled):
     assert root["delete-service"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
     assert root["delete-service"]["dependentTasks"] == ["exit-handler-1"]
     inner = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]
-    assert {"create-service", "aggregator", "client-ids", "for-loop-2"} <= set(inner)
+    assert {"create-service", "create-checkpoint-volume", "aggregator", "client-ids",
+            "for-loop-2"} <= set(inner)
 
 
 def test_clients_fan_out_over_a_task_output_all_at_once(compiled):
@@ -98,8 +100,20 @@ def test_clients_fan_out_over_a_task_output_all_at_once(compiled):
     assert client_task["retryPolicy"]["maxRetryCount"] == 2
     # Aggregator and clients share no data edge: the backend starts them together.
     aggregator_task = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["aggregator"]
-    assert aggregator_task["dependentTasks"] == ["create-service"]
+    assert aggregator_task["dependentTasks"] == ["create-checkpoint-volume", "create-service"]
     assert "aggregator" not in loop.get("dependentTasks", [])
+
+
+def test_aggregator_is_retried_and_checkpoints_on_the_runs_volume(compiled):
+    ir, platform = compiled
+    task = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["aggregator"]
+    assert task["retryPolicy"]["maxRetryCount"] == 2
+    assert task["inputs"]["parameters"]["checkpoint_dir"] == {
+        "runtimeValue": {"constant": "/fl/checkpoint"}}
+    [mount] = platform["exec-aggregator"]["pvcMount"]
+    assert mount["mountPath"] == "/fl/checkpoint"
+    assert mount["pvcNameParameter"] == {"taskOutputParameter": {
+        "outputParameterKey": "Output", "producerTask": "create-checkpoint-volume"}}
 
 
 def test_no_task_is_cached(compiled):
@@ -112,8 +126,8 @@ def test_no_task_is_cached(compiled):
 
 def test_run_identity_comes_from_the_pod_and_roles_from_static_labels(compiled):
     _, platform = compiled
-    for executor in ("exec-create-service", "exec-delete-service", "exec-aggregator",
-                     "exec-client"):
+    for executor in ("exec-create-service", "exec-create-checkpoint-volume",
+                     "exec-delete-service", "exec-aggregator", "exec-client"):
         env = {e["name"]: e["fieldPath"] for e in platform[executor]["fieldPathAsEnv"]}
         assert env == {"KFP_RUN_ID": "metadata.labels['pipeline/runid']",
                        "KFP_NAMESPACE": "metadata.namespace"}
@@ -125,8 +139,8 @@ def test_hermetic_stock_images_and_runtime_installs(compiled):
     ir, _ = compiled
     executors = ir["deploymentSpec"]["executors"]
     assert executors["exec-client"]["container"]["image"] == TENSORFLOW_IMAGE
-    for name in ("exec-aggregator", "exec-create-service", "exec-delete-service",
-                 "exec-client-ids"):
+    for name in ("exec-aggregator", "exec-create-service", "exec-create-checkpoint-volume",
+                 "exec-delete-service", "exec-client-ids"):
         assert executors[name]["container"]["image"] == PYTHON_IMAGE
     pip_line = executors["exec-client"]["container"]["command"][2]
     assert all(f"'{p}'" in pip_line for p in CLIENT_PACKAGES)
@@ -137,6 +151,7 @@ def test_hermetic_stock_images_and_runtime_installs(compiled):
 def test_embedded_packages_are_exactly_the_code_the_tests_import():
     expected = {
         service.create_service: ["server_component"],
+        service.create_checkpoint_volume: ["server_component"],
         service.delete_service: ["server_component"],
         aggregator.aggregator: ["server_component"],
         client.client: ["client_component", "server_component"],

@@ -1,4 +1,5 @@
-"""The per-run Kubernetes Service in front of the aggregator: create, delete, name, URL.
+"""The run's Kubernetes objects: the Service in front of the aggregator and the volume that
+keeps its checkpoints across a retry. Create, delete, names, URL.
 
 The run id comes from the pod itself (env ``KFP_RUN_ID`` from the label ``pipeline/runid``
 that the KFP backend puts on every pod of a run), so the Service name and its selector
@@ -58,6 +59,10 @@ def service_name(run_id: str) -> str:
     return name
 
 
+def checkpoint_pvc_name(run_id: str) -> str:
+    return f"{service_name(run_id)}-checkpoint"
+
+
 def aggregator_selector(run_id: str) -> dict[str, str]:
     return {RUN_ID_LABEL: run_id, ROLE_LABEL: AGGREGATOR_ROLE}
 
@@ -84,6 +89,20 @@ def service_manifest(run_id: str, namespace: str, port: int) -> dict[str, Any]:
     }
 
 
+def checkpoint_pvc_manifest(run_id: str, namespace: str, size: str) -> dict[str, Any]:
+    """A ReadWriteOnce claim on the default StorageClass for the aggregator's checkpoints."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": checkpoint_pvc_name(run_id),
+            "namespace": namespace,
+            "labels": {RUN_ID_LABEL: run_id, **PART_OF},
+        },
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
+    }
+
+
 def core_api(retries: int = 5, backoff_s: float = 0.5) -> Any:
     """A CoreV1Api from the in-cluster service account, else the local kubeconfig; transient
     failures (connection errors, 429, 5xx) are retried with exponential backoff by urllib3."""
@@ -105,32 +124,53 @@ def core_api(retries: int = 5, backoff_s: float = 0.5) -> Any:
 
 def create_service(run_id: str, namespace: str, port: int, api: Any = None) -> str:
     """Create the run's Service (a KFP retry finding it already there is fine); its URL."""
-    from kubernetes.client.exceptions import ApiException
-
     api = api or core_api()
-    body = service_manifest(run_id, namespace, port)
-    try:
-        api.create_namespaced_service(namespace=namespace, body=body)
-        log.info("event=service_created name=%s namespace=%s", body["metadata"]["name"], namespace)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        log.info("event=service_exists name=%s namespace=%s", body["metadata"]["name"], namespace)
+    _create(api.create_namespaced_service, service_manifest(run_id, namespace, port))
     return aggregator_url(run_id, namespace, port)
 
 
-def delete_service(run_id: str, namespace: str, api: Any = None) -> bool:
-    """Delete the run's Service; True if it existed. Absent is success (teardown is idempotent)."""
+def create_checkpoint_pvc(run_id: str, namespace: str, size: str, api: Any = None) -> str:
+    """Create the run's checkpoint volume claim (idempotent); its name."""
+    api = api or core_api()
+    _create(api.create_namespaced_persistent_volume_claim,
+            checkpoint_pvc_manifest(run_id, namespace, size))
+    return checkpoint_pvc_name(run_id)
+
+
+def delete_run_objects(run_id: str, namespace: str, api: Any = None) -> dict[str, bool]:
+    """Delete the run's Service and checkpoint claim; which of them existed. Absent objects
+    are success: the exit handler may run after any partial start."""
+    api = api or core_api()
+    return {
+        "service": _delete(api.delete_namespaced_service, "Service", service_name(run_id),
+                           namespace),
+        "pvc": _delete(api.delete_namespaced_persistent_volume_claim, "PersistentVolumeClaim",
+                       checkpoint_pvc_name(run_id), namespace),
+    }
+
+
+def _create(create, body: dict[str, Any]) -> None:
     from kubernetes.client.exceptions import ApiException
 
-    api = api or core_api()
-    name = service_name(run_id)
+    kind, name, namespace = body["kind"], body["metadata"]["name"], body["metadata"]["namespace"]
     try:
-        api.delete_namespaced_service(name=name, namespace=namespace)
+        create(namespace=namespace, body=body)
+        log.info("event=created kind=%s name=%s namespace=%s", kind, name, namespace)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        log.info("event=already_exists kind=%s name=%s namespace=%s", kind, name, namespace)
+
+
+def _delete(delete, kind: str, name: str, namespace: str) -> bool:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        delete(name=name, namespace=namespace)
     except ApiException as exc:
         if exc.status != 404:
             raise
-        log.info("event=service_absent name=%s namespace=%s", name, namespace)
+        log.info("event=absent kind=%s name=%s namespace=%s", kind, name, namespace)
         return False
-    log.info("event=service_deleted name=%s namespace=%s", name, namespace)
+    log.info("event=deleted kind=%s name=%s namespace=%s", kind, name, namespace)
     return True
