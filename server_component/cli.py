@@ -105,10 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("event=start run_id=%s num_clients=%d rounds=%d min_clients=%d strategy=%s",
              os.environ.get("KFP_RUN_ID", "-"), args.num_clients, args.rounds,
              coordinator.min_clients, coordinator.strategy.name)
-    app = create_app(coordinator, token=args.token or None,
-                     max_update_bytes=int(args.max_update_mb * 1024 * 1024))
+    max_update_bytes = int(args.max_update_mb * 1024 * 1024)
+    app = create_app(coordinator, token=args.token or None, max_update_bytes=max_update_bytes)
     server = AggregatorServer(app, args.host, args.port,
-                              threads=args.threads or args.num_clients + 4).start()
+                              threads=args.threads or args.num_clients + 4,
+                              max_body_bytes=2 * max_update_bytes + (1 << 20)).start()
     try:
         coordinator.enforce_deadlines()
         linger = min(args.shutdown_grace, FAILURE_LINGER_S) if coordinator.failure else None

@@ -15,11 +15,13 @@ log = logging.getLogger(__name__)
 class AggregatorServer:
     """A waitress server that can be started and stopped from the calling thread."""
 
-    def __init__(self, app: Flask, host: str, port: int, threads: int) -> None:
+    def __init__(self, app: Flask, host: str, port: int, threads: int,
+                 max_body_bytes: int = 1 << 40) -> None:
         self._server = create_server(
             app, host=host, port=port, threads=threads, ident="fl-aggregator",
-            # Bodies are safetensors bytes: no reason to cap below the app's own limit.
-            max_request_body_size=1 << 40,
+            # The app answers an oversized update with a JSON 413 from its Content-Length;
+            # waitress's own cap (plain-text 413, body never read) is a backstop well above it.
+            max_request_body_size=max_body_bytes,
         )
         self.host = host
         self.port = self._server.effective_port

@@ -79,3 +79,20 @@ def test_bad_flags_exit_2_with_a_clear_message(argv, message):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_oversized_updates_get_json_413_and_absurd_ones_are_never_read(tmp_path):
+    proc, url = start(tmp_path, "--max-update-mb", "1")
+    try:
+        body = b"x" * (1024 * 1024 + 10)
+        over = requests.post(f"{url}/v1/update", data=body, timeout=10)
+        assert over.status_code == 413 and over.json()["error"] == "payload_too_large"
+        # Far past the limit, waitress refuses from the Content-Length alone.
+        absurd = requests.post(f"{url}/v1/update", timeout=10, data=b"",
+                               headers={"Content-Length": str(50 * 1024 * 1024)})
+        assert absurd.status_code == 413
+        status = requests.get(f"{url}/v1/status", timeout=5).json()
+        assert status["reported"] == [] and status["model_version"] == -1
+    finally:
+        proc.kill()
+        proc.wait()
