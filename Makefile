@@ -11,7 +11,7 @@ KFP_HOST ?=
 SUBMIT_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv compile run-local test test-fast lint bench upload run clean
+.PHONY: help venv compile run-local test test-fast lint bench bench-quality upload run clean
 
 help:
 	@echo "make run-local   set up .venv, compile, run the federated pipeline on this machine"
@@ -19,6 +19,7 @@ help:
 	@echo "make test        set up .venv, run every test (slow end-to-end ones included)"
 	@echo "make compile     write $(PIPELINE) (NUM_OF_CLIENTS=N sets num_clients' default)"
 	@echo "make bench       run the benchmarks (tables + summary lines)"
+	@echo "make bench-quality  federated vs centralized quality on ../shared/data"
 	@echo "make upload|run  KFP_HOST=http://... : upload the pipeline / start a run"
 
 venv: $(STAMP)
@@ -49,6 +50,17 @@ test-fast: $(STAMP)
 # Each benchmark prints a markdown table and a final summary line of ratios from one run.
 bench: $(STAMP)
 	$(PY) -m bench.memory --clients-list 2,10,50 --params 5000000
+
+# Federated vs centralized learning quality on the real data in ../shared/data (minutes).
+QUALITY_DATA ?= ../shared/data/pneumoniamnist.npz
+QUALITY_TUNING ?= --batch-size 8 --learning-rate 0.001 --depth 3 --class-weights balanced
+QUALITY_FLAGS ?= --clients 5 --rounds 10 --local-epochs 1 --seed 0 $(QUALITY_TUNING)
+bench-quality: $(STAMP)
+	$(PY) -m bench.quality --data $(QUALITY_DATA) --partition iid $(QUALITY_FLAGS)
+	$(PY) -m bench.quality --data $(QUALITY_DATA) --partition dirichlet:0.5 $(QUALITY_FLAGS)
+	$(PY) -m bench.quality --data $(QUALITY_DATA) --partition dirichlet:0.5 --strategy fedprox $(QUALITY_FLAGS)
+	$(PY) -m bench.quality --data breast_cancer --partition iid --clients 5 --rounds 10 \
+		--local-epochs 1 --seed 0 --learning-rate 0.01
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

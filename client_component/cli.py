@@ -8,45 +8,50 @@ import os
 import sys
 from collections.abc import Sequence
 
-from client_component.data import DATASETS, DatasetError
-from client_component.partition import PARTITIONS, PartitionError
+from client_component.datasets import DATASETS, DatasetError
+from client_component.partition import PARTITIONS, PartitionError, parse_partition
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get("FL_" + name.upper(), default)
+def _add(parser: argparse.ArgumentParser, flag: str, help: str, default=None, **kwargs) -> None:
+    """A flag whose default comes from FL_<FLAG>; required when neither is given."""
+    env = "FL_" + flag.lstrip("-").upper().replace("-", "_")
+    value = os.environ.get(env, default)
+    parser.add_argument(flag, default=value, required=value is None,
+                        help=f"{help} (env {env})", **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m client_component",
         description="Federated-learning client: trains locally, exchanges weights with the "
-        "aggregator. Every flag also reads FL_<FLAG> from the environment.",
-    )
-    p.add_argument("--server", default=_env("server"), required=_env("server") is None,
-                   help="aggregator base URL, e.g. http://127.0.0.1:8080 (FL_SERVER)")
-    p.add_argument("--client-id", type=int, default=_env("client_id"),
-                   required=_env("client_id") is None, help="0..num_clients-1 (FL_CLIENT_ID)")
-    p.add_argument("--num-clients", type=int, default=_env("num_clients"),
-                   required=_env("num_clients") is None, help="clients in the run (FL_NUM_CLIENTS)")
-    p.add_argument("--rounds", type=int, default=_env("rounds"), required=_env("rounds") is None,
-                   help="federated rounds (FL_ROUNDS)")
-    p.add_argument("--dataset", default=_env("dataset", "breast_cancer"), choices=DATASETS,
-                   help="dataset to load (FL_DATASET)")
-    p.add_argument("--data-uri", default=_env("data_uri", ""),
-                   help="path of the data for file datasets, {client_id} filled in (FL_DATA_URI)")
-    p.add_argument("--partition", default=_env("partition", "iid"),
-                   help=f"how one dataset is split across clients: {', '.join(PARTITIONS)} "
-                   "(FL_PARTITION)")
-    p.add_argument("--seed", type=int, default=int(_env("seed", "0")), help="seed (FL_SEED)")
-    p.add_argument("--local-epochs", type=int, default=int(_env("local_epochs", "1")),
-                   help="local epochs per round (FL_LOCAL_EPOCHS)")
-    p.add_argument("--batch-size", type=int, default=int(_env("batch_size", "32")),
-                   help="local batch size (FL_BATCH_SIZE)")
-    p.add_argument("--learning-rate", type=float, default=float(_env("learning_rate", "0.001")),
-                   help="Adam learning rate (FL_LEARNING_RATE)")
-    p.add_argument("--token", default=_env("token"), help="aggregator bearer token (FL_TOKEN)")
-    p.add_argument("--connect-timeout", type=float, default=float(_env("connect_timeout", "600")),
-                   help="seconds to wait for the aggregator to come up (FL_CONNECT_TIMEOUT)")
+        "aggregator. Every flag also reads FL_<FLAG> from the environment.")
+    _add(p, "--server", "aggregator base URL, e.g. http://127.0.0.1:8080")
+    _add(p, "--client-id", "this client's id, 0..num_clients-1", type=int)
+    _add(p, "--num-clients", "clients in the run", type=int)
+    _add(p, "--rounds", "federated rounds", type=int)
+    _add(p, "--token", "aggregator bearer token", "")
+    data = p.add_argument_group("data")
+    _add(data, "--dataset", f"one of {', '.join(DATASETS)}", "breast_cancer", choices=DATASETS)
+    _add(data, "--data-uri", "path, mounted volume or http(s) URL; {client_id} is filled in", "")
+    _add(data, "--data-sha256", "expected sha256 of a data file or download", "")
+    _add(data, "--label-column", "label column of a single CSV", "")
+    _add(data, "--image-size", "image folders: resize to this square size", "28", type=int)
+    _add(data, "--channels", "image folders: 1 grayscale, 3 RGB", "1", type=int)
+    _add(data, "--partition", f"simulated split of one dataset: {', '.join(PARTITIONS)}", "iid")
+    _add(data, "--seed", "seed of the split, model init and shuffling", "0", type=int)
+    model = p.add_argument_group("model and training")
+    _add(model, "--model", "auto, mlp, conv1d, cnn or keras:<Application>", "auto")
+    _add(model, "--width", "base width (units or filters)", "32", type=int)
+    _add(model, "--depth", "layers (MLP) or conv blocks (CNN)", "2", type=int)
+    _add(model, "--norm", "CNN normalisation: none or group (federated-safe)", "none")
+    _add(model, "--optimizer", "adam or sgd", "adam")
+    _add(model, "--learning-rate", "local learning rate", "0.001", type=float)
+    _add(model, "--local-epochs", "local epochs per round", "1", type=int)
+    _add(model, "--batch-size", "local batch size", "32", type=int)
+    _add(model, "--fedprox-mu", "FedProx proximal term; 0 = plain FedAvg", "0", type=float)
+    _add(model, "--class-weights", "none or balanced", "none", choices=("none", "balanced"))
+    _add(p, "--connect-timeout", "seconds to wait for the aggregator to come up", "600",
+         type=float)
     return p
 
 
@@ -59,10 +64,34 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         (args.local_epochs >= 1, f"--local-epochs must be at least 1, got {args.local_epochs}"),
         (args.batch_size >= 1, f"--batch-size must be at least 1, got {args.batch_size}"),
         (args.learning_rate > 0, f"--learning-rate must be positive, got {args.learning_rate}"),
+        (args.fedprox_mu >= 0, f"--fedprox-mu must be >= 0, got {args.fedprox_mu}"),
+        (args.image_size >= 8, f"--image-size must be at least 8, got {args.image_size}"),
+        (args.channels in (1, 3), f"--channels must be 1 or 3, got {args.channels}"),
     ]
     for ok, message in checks:
         if not ok:
             parser.error(message)
+    try:
+        parse_partition(args.partition)
+    except PartitionError as exc:
+        parser.error(f"--partition: {exc}")
+
+
+def config_from_args(args: argparse.Namespace):
+    from client_component.federated_client import ClientConfig
+    from client_component.model_config import ModelConfig
+
+    return ClientConfig(
+        server=args.server, client_id=args.client_id, num_clients=args.num_clients,
+        rounds=args.rounds, dataset=args.dataset,
+        data_uri=args.data_uri.replace("{client_id}", str(args.client_id)),
+        data_sha256=args.data_sha256, label_column=args.label_column,
+        image_size=args.image_size, channels=args.channels, partition=args.partition,
+        seed=args.seed, local_epochs=args.local_epochs, batch_size=args.batch_size,
+        model=ModelConfig(args.model, args.width, args.depth, args.norm, args.optimizer,
+                          args.learning_rate),
+        fedprox_mu=args.fedprox_mu, class_weights=args.class_weights,
+        token=args.token or None, connect_timeout_s=args.connect_timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,17 +100,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     validate(args, parser)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
                         stream=sys.stdout, force=True)
+    config = config_from_args(args)
+    try:
+        config.model.validate()
+    except ValueError as exc:
+        parser.error(str(exc))
     # Imported after validation so that a bad flag fails fast, without loading TensorFlow.
-    from client_component.federated_client import ClientConfig, run_client
+    from client_component.federated_client import run_client
 
-    config = ClientConfig(
-        server=args.server, client_id=args.client_id, num_clients=args.num_clients,
-        rounds=args.rounds, dataset=args.dataset,
-        data_uri=args.data_uri.replace("{client_id}", str(args.client_id)),
-        partition=args.partition, seed=args.seed, local_epochs=args.local_epochs,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, token=args.token,
-        connect_timeout_s=args.connect_timeout,
-    )
     try:
         run_client(config)
     except (DatasetError, PartitionError) as exc:

@@ -1,30 +1,37 @@
-"""Evaluation of a model on a split: loss, accuracy and ROC AUC (scikit-learn metrics)."""
+"""Evaluation on a split: loss, accuracy, ROC AUC, and for binary tasks sensitivity and
+specificity (class 1 is the positive one, e.g. pneumonia), with scikit-learn metrics."""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+from sklearn.metrics import accuracy_score, confusion_matrix, log_loss, roc_auc_score
 
 
-def evaluate(model, x: np.ndarray, y: np.ndarray, num_classes: int) -> dict[str, float]:
-    """Metrics of ``model`` on (x, y); AUC is left out when only one class is present."""
+def classification_metrics(y: np.ndarray, probs: np.ndarray, num_classes: int
+                           ) -> dict[str, float]:
+    """Metrics of class probabilities ``probs`` (N, num_classes) against labels ``y``."""
     if len(y) == 0:
         return {}
-    scores = model.predict(x, verbose=0, batch_size=1024)
-    probs = _class_probabilities(scores, num_classes)
     labels = np.arange(num_classes)
+    predicted = probs.argmax(axis=1)
     metrics = {
         "loss": float(log_loss(y, probs, labels=labels)),
-        "accuracy": float(accuracy_score(y, probs.argmax(axis=1))),
+        "accuracy": float(accuracy_score(y, predicted)),
     }
     if len(np.unique(y)) == num_classes:
         positive = probs[:, 1] if num_classes == 2 else probs
         metrics["auc"] = float(roc_auc_score(y, positive, multi_class="ovr", labels=labels))
+    if num_classes == 2:
+        tn, fp, fn, tp = confusion_matrix(y, predicted, labels=[0, 1]).ravel()
+        if tp + fn:
+            metrics["sensitivity"] = float(tp / (tp + fn))
+        if tn + fp:
+            metrics["specificity"] = float(tn / (tn + fp))
     return metrics
 
 
-def _class_probabilities(scores: np.ndarray, num_classes: int) -> np.ndarray:
-    scores = np.clip(scores.astype(np.float64), 1e-7, 1 - 1e-7)
+def class_probabilities(scores: np.ndarray, num_classes: int) -> np.ndarray:
+    scores = np.clip(np.asarray(scores, np.float64), 1e-7, 1 - 1e-7)
     if num_classes == 2 and scores.shape[-1] == 1:
         return np.hstack([1.0 - scores, scores])
     return scores / scores.sum(axis=1, keepdims=True)

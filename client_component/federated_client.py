@@ -8,14 +8,16 @@ The round protocol (``federate``) is independent of the learning library: it dri
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 import requests
 
+from client_component.model_config import ModelConfig
 from client_component.transport import AggregatorClient, AggregatorError
 from server_component import wire
 
@@ -45,11 +47,17 @@ class ClientConfig:
     rounds: int
     dataset: str = "breast_cancer"
     data_uri: str = ""
+    data_sha256: str = ""
+    label_column: str = ""
+    image_size: int = 28
+    channels: int = 1
     partition: str = "iid"
     seed: int = 0
     local_epochs: int = 1
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    model: ModelConfig = field(default_factory=ModelConfig)
+    fedprox_mu: float = 0.0
+    class_weights: str = "none"
     token: str | None = None
     connect_timeout_s: float = 600.0
 
@@ -78,7 +86,8 @@ def federate(learner: Learner, aggregator: AggregatorClient, config: ClientConfi
              ) -> dict[str, float]:
     """The whole protocol; returns the final global model's metrics on the test split."""
     aggregator.wait_ready(config.connect_timeout_s)
-    aggregator.post_init(learner.get_weights(), config.client_id)
+    aggregator.post_init(learner.get_weights(), config.client_id,
+                         getattr(learner, "partition_stats", None))
     _train_all_rounds(learner, aggregator, config)
     learner.set_weights(aggregator.fetch_model(config.rounds))
     num_test, final = learner.evaluate_test()
@@ -97,7 +106,9 @@ def _train_all_rounds(learner: Learner, aggregator: AggregatorClient,
     started, round_, last, resyncs = time.monotonic(), 1, None, 0
     while round_ <= config.rounds:
         try:
-            learner.set_weights(aggregator.fetch_model(round_ - 1))
+            # While waiting, check the aggregator still has the update this version needs.
+            check = functools.partial(_ensure_reported, aggregator, config, last)
+            learner.set_weights(aggregator.fetch_model(round_ - 1, on_wait=check))
             num_examples, metrics = learner.fit(round_)
             meta = wire.UpdateMeta(config.client_id, round_, num_examples,
                                    {f"val_{k}": v for k, v in metrics.items()})
@@ -105,7 +116,9 @@ def _train_all_rounds(learner: Learner, aggregator: AggregatorClient,
             aggregator.post_update(last.weights, last.meta)
             _log_round(config, round_, meta.metrics, started)
             round_, resyncs = round_ + 1, 0
-        except (AggregatorError, requests.ConnectionError) as exc:
+        except (AggregatorError, requests.RequestException) as exc:
+            # A 409 (out of step) or a transport failure (the aggregator restarting: refused
+            # or dropped connections, bodies cut short) both mean: ask where the run is.
             if isinstance(exc, AggregatorError) and exc.status != 409:
                 raise
             resyncs += 1
@@ -114,6 +127,21 @@ def _train_all_rounds(learner: Learner, aggregator: AggregatorClient,
             log.warning("client=%d out of step at round %d (%s): resynchronising",
                         config.client_id, round_, exc)
             round_ = _resync(aggregator, learner, config, last)
+
+
+def _ensure_reported(aggregator: AggregatorClient, config: ClientConfig,
+                     last: PostedUpdate | None) -> None:
+    """While waiting for the round our last update went into: if the aggregator no longer
+    has that update (it restarted from a checkpoint and the transport's retries hid the
+    restart from us), send it again."""
+    if last is None:
+        return
+    status = aggregator.status()
+    if (status["phase"] == "waiting" and status["round"] == last.meta.round
+            and config.client_id not in status["reported"]):
+        log.warning("client=%d the aggregator lost our round-%d update: re-sending",
+                    config.client_id, last.meta.round)
+        aggregator.post_update(last.weights, last.meta)
 
 
 def _resync(aggregator: AggregatorClient, learner: Learner, config: ClientConfig,

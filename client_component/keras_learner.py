@@ -1,14 +1,24 @@
-"""The Keras learner: a model built from the client's data, trained and evaluated locally."""
+"""The Keras learner: a model built from the client's data, trained and evaluated locally.
+
+Local training is ``model.fit``; with a FedProx ``mu`` it is a small gradient-tape loop that
+adds the proximal term mu/2 · ||w - w_global||² to the loss, anchoring each round's local
+update to the global model it started from (Li et al., Federated Optimization in
+Heterogeneous Networks)."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 
+import keras
 import numpy as np
+import tensorflow as tf
+from sklearn.utils.class_weight import compute_class_weight
 
-from client_component.data import load_dataset
-from client_component.evaluation import evaluate
+from client_component.datasets import ImageFiles, load_dataset
+from client_component.evaluation import class_probabilities, classification_metrics
+from client_component.feeding import image_dataset, predict
 from client_component.local_data import LocalData, client_shard
 from client_component.model import build_model
 
@@ -16,23 +26,42 @@ log = logging.getLogger("client_component")
 
 
 @dataclass
-class KerasLearner:
-    model: object
-    data: LocalData
+class TrainingConfig:
     local_epochs: int = 1
     batch_size: int = 32
+    fedprox_mu: float = 0.0
+    class_weights: str = "none"  # "balanced": inverse class frequency of the local data
+    seed: int = 0
+
+
+@dataclass
+class KerasLearner:
+    model: keras.Model
+    data: LocalData
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    cache_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="fl-client-"))
 
     @classmethod
     def from_config(cls, config) -> KerasLearner:
-        data = client_shard(
-            load_dataset(config.dataset, config.data_uri, config.seed),
-            config.client_id, config.num_clients, config.partition, config.seed,
-        )
+        dataset = load_dataset(config.dataset, config.data_uri, config.seed,
+                               label_column=config.label_column, image_size=config.image_size,
+                               channels=config.channels, sha256=config.data_sha256)
+        data = client_shard(dataset, config.client_id, config.num_clients, config.partition,
+                            config.seed)
         log.info("client=%d train=%d val=%d test=%d", config.client_id, len(data.y_train),
                  len(data.y_val), len(data.y_test))
-        model = build_model(data.input_shape, data.num_classes, data.kind,
-                            config.learning_rate, seed=config.seed)
-        return cls(model, data, config.local_epochs, config.batch_size)
+        model = build_model(data.input_shape, data.num_classes, data.kind, config.model,
+                            seed=config.seed)
+        log.info("client=%d model=%s parameters=%d", config.client_id, model.name,
+                 model.count_params())
+        training = TrainingConfig(config.local_epochs, config.batch_size, config.fedprox_mu,
+                                  config.class_weights, config.seed + config.client_id)
+        return cls(model, data, training)
+
+    @property
+    def partition_stats(self) -> dict:
+        """This client's examples and label histogram, reported to the aggregator at init."""
+        return self.data.stats
 
     def get_weights(self) -> list[np.ndarray]:
         return self.model.get_weights()
@@ -41,11 +70,67 @@ class KerasLearner:
         self.model.set_weights(weights)
 
     def fit(self, round_: int) -> tuple[int, dict[str, float]]:
-        self.model.fit(self.data.x_train, self.data.y_train, epochs=self.local_epochs,
-                       batch_size=self.batch_size, verbose=0, shuffle=True)
-        metrics = evaluate(self.model, self.data.x_val, self.data.y_val, self.data.num_classes)
-        return len(self.data.y_train), metrics
+        t = self.training
+        if t.fedprox_mu > 0:
+            self._fit_proximal(round_)
+        else:
+            x, y, batch = self._training_input(round_)
+            self.model.fit(x, y, batch_size=batch, epochs=t.local_epochs, verbose=0,
+                           shuffle=y is not None, class_weight=self._class_weights())
+        return len(self.data.y_train), self.evaluate(self.data.x_val, self.data.y_val)
+
+    def evaluate(self, x, y) -> dict[str, float]:
+        if len(y) == 0:
+            return {}
+        probs = class_probabilities(predict(self.model, x), self.data.num_classes)
+        return classification_metrics(y, probs, self.data.num_classes)
 
     def evaluate_test(self) -> tuple[int, dict[str, float]]:
-        d = self.data
-        return len(d.y_test), evaluate(self.model, d.x_test, d.y_test, d.num_classes)
+        return len(self.data.y_test), self.evaluate(self.data.x_test, self.data.y_test)
+
+    # ---- internals ------------------------------------------------------------------------
+
+    def _training_input(self, round_: int):
+        """(x, y, batch_size) for model.fit: arrays, or a streamed dataset of image files."""
+        x, y, t = self.data.x_train, self.data.y_train, self.training
+        if isinstance(x, ImageFiles):
+            return image_dataset(x, y, t.batch_size, t.seed + round_, self.cache_dir), None, None
+        return x, y, t.batch_size
+
+    def _class_weights(self) -> dict[int, float] | None:
+        if self.training.class_weights != "balanced":
+            return None
+        present = np.unique(self.data.y_train)
+        weights = compute_class_weight("balanced", classes=present, y=self.data.y_train)
+        return {int(c): float(w) for c, w in zip(present, weights, strict=True)}
+
+    def _fit_proximal(self, round_: int) -> None:
+        model, t = self.model, self.training
+        anchor = [tf.constant(v) for v in model.get_weights()]
+        trainable = model.trainable_variables
+        anchored = [anchor[i] for i, v in enumerate(model.weights) if v.trainable]
+        weights = self._class_weights()
+        lookup = tf.constant([weights.get(c, 1.0) if weights else 1.0
+                              for c in range(self.data.num_classes)], tf.float32)
+        binary = self.data.num_classes == 2
+        loss_fn = (keras.losses.BinaryCrossentropy() if binary
+                   else keras.losses.SparseCategoricalCrossentropy())
+
+        @tf.function
+        def step(x, y):
+            target = tf.cast(tf.reshape(y, (-1, 1)), tf.float32) if binary else y
+            with tf.GradientTape() as tape:
+                predictions = model(x, training=True)
+                loss = loss_fn(target, predictions, sample_weight=tf.gather(lookup, y))
+                loss += t.fedprox_mu / 2 * tf.add_n([
+                    tf.reduce_sum(tf.square(v - a))
+                    for v, a in zip(trainable, anchored, strict=True)])
+            grads = tape.gradient(loss, trainable)
+            model.optimizer.apply_gradients(zip(grads, trainable, strict=True))
+
+        x, y, _ = self._training_input(round_)
+        dataset = x if y is None else tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
+            len(y), seed=t.seed + round_).batch(t.batch_size)
+        for _ in range(t.local_epochs):
+            for xb, yb in dataset:
+                step(xb, yb)

@@ -2,51 +2,61 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from client_component.data import Dataset
-from client_component.partition import partition_indices
+from client_component.datasets import Dataset, ImageFiles
+from client_component.partition import partition_indices, partition_stats
+
+log = logging.getLogger(__name__)
+Features = np.ndarray | ImageFiles
 
 
 @dataclass(frozen=True)
 class LocalData:
-    x_train: np.ndarray
+    x_train: Features
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: Features
     y_val: np.ndarray
-    x_test: np.ndarray
+    x_test: Features
     y_test: np.ndarray
     num_classes: int
     kind: str
+    stats: dict = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
 
-def client_shard(
-    dataset: Dataset, client_id: int, num_clients: int, partition: str = "iid",
-    seed: int = 0, val_fraction: float = 0.2,
-) -> LocalData:
-    """The client's partition of train (split again into train/val) and of test.
+def client_shard(dataset: Dataset, client_id: int, num_clients: int, partition: str = "iid",
+                 seed: int = 0, val_fraction: float = 0.2) -> LocalData:
+    """The client's partition of train (by ``partition``) and its iid shares of validation
+    (a held-out part of its train share when the source has no validation split) and test.
 
     Tables are standardised with the client's own training statistics: raw data and its
     statistics never leave the client.
     """
-    train_idx = partition_indices(len(dataset.y_train), num_clients, partition, seed)[client_id]
+    parts = partition_indices(dataset.y_train, num_clients, partition, seed)
+    stats = partition_stats(dataset.y_train, parts, dataset.num_classes)[client_id]
+    log.info("event=partition client=%d spec=%s examples=%d labels=%s", client_id, partition,
+             stats["examples"], stats["labels"])
+    train_idx = parts[client_id]
+    x_train, y_train = dataset.x_train[train_idx], dataset.y_train[train_idx]
+    if dataset.y_val is not None and len(dataset.y_val) >= num_clients:
+        val_idx = partition_indices(len(dataset.y_val), num_clients, "iid", seed)[client_id]
+        x_val, y_val = dataset.x_val[val_idx], dataset.y_val[val_idx]
+    else:
+        order = np.random.default_rng(seed + 7919 * (client_id + 1)).permutation(len(y_train))
+        n_val = int(round(len(order) * val_fraction)) if len(order) > 1 else 0
+        x_val, y_val = x_train[order[:n_val]], y_train[order[:n_val]]
+        x_train, y_train = x_train[order[n_val:]], y_train[order[n_val:]]
     test_idx = partition_indices(len(dataset.y_test), num_clients, "iid", seed)[client_id]
-    rng = np.random.default_rng(seed + 7919 * (client_id + 1))
-    train_idx = rng.permutation(train_idx)
-    n_val = int(round(len(train_idx) * val_fraction)) if len(train_idx) > 1 else 0
-    val_idx, fit_idx = train_idx[:n_val], train_idx[n_val:]
-    x_fit, x_val = dataset.x_train[fit_idx], dataset.x_train[val_idx]
-    x_test = dataset.x_test[test_idx]
+    x_test, y_test = dataset.x_test[test_idx], dataset.y_test[test_idx]
     if dataset.kind == "table":
-        mean, std = x_fit.mean(axis=0), x_fit.std(axis=0) + 1e-6
-        x_fit, x_val, x_test = ((x - mean) / std for x in (x_fit, x_val, x_test))
-    return LocalData(
-        x_fit, dataset.y_train[fit_idx], x_val, dataset.y_train[val_idx],
-        x_test, dataset.y_test[test_idx], dataset.num_classes, dataset.kind,
-    )
+        mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
+        x_train, x_val, x_test = ((x - mean) / std for x in (x_train, x_val, x_test))
+    return LocalData(x_train, y_train, x_val, y_val, x_test, y_test, dataset.num_classes,
+                     dataset.kind, stats)

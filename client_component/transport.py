@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import requests
@@ -71,12 +72,18 @@ class AggregatorClient:
             raise _error(response, "GET status")
         return response.json()
 
-    def post_init(self, weights: list[np.ndarray], client_id: int) -> bool:
-        body = wire.encode(wire.tensors_from_list(weights), {wire.META_CLIENT_ID: str(client_id)})
+    def post_init(self, weights: list[np.ndarray], client_id: int,
+                  partition_stats: dict | None = None) -> bool:
+        metadata = {wire.META_CLIENT_ID: str(client_id)}
+        if partition_stats:
+            metadata[wire.META_PARTITION] = json.dumps(partition_stats, sort_keys=True)
+        body = wire.encode(wire.tensors_from_list(weights), metadata)
         return self._post("/v1/init", body).json()["adopted"]
 
-    def fetch_model(self, version: int, max_wait_s: float = 3600.0) -> list[np.ndarray]:
-        """Long-poll until model ``version`` exists; its weights in order."""
+    def fetch_model(self, version: int, max_wait_s: float = 3600.0,
+                    on_wait: Callable[[], None] | None = None) -> list[np.ndarray]:
+        """Long-poll until model ``version`` exists; its weights in order. ``on_wait`` runs
+        after each poll that came back empty (once per long-poll period, not a spin)."""
         deadline = time.monotonic() + max_wait_s
         while time.monotonic() < deadline:
             response = self.session.get(
@@ -88,6 +95,8 @@ class AggregatorClient:
                 return wire.tensors_to_list(wire.decode(response.content).tensors)
             if response.status_code != 204:
                 raise _error(response, f"GET model version {version}")
+            if on_wait is not None:
+                on_wait()
         raise AggregatorUnreachable(f"model version {version} not published in {max_wait_s} s")
 
     def post_update(self, weights: list[np.ndarray], meta: wire.UpdateMeta) -> str:

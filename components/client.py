@@ -24,11 +24,17 @@ def client(
     rounds: int,
     dataset: str,
     data_uri: str,
+    data_sha256: str,
+    label_column: str,
+    image_size: int,
     partition: str,
     seed: int,
+    model: str,
     local_epochs: int,
     batch_size: int,
     learning_rate: float,
+    fedprox_mu: float,
+    class_weights: str,
 ):
     """Train on this client's data for every round, exchanging weights with the aggregator."""
     import os
@@ -39,9 +45,11 @@ def client(
     exit_code = main([
         "--server", server_url, "--client-id", str(client_id),
         "--num-clients", str(num_clients), "--rounds", str(rounds), "--dataset", dataset,
-        "--data-uri", data_uri, "--partition", partition, "--seed", str(seed),
-        "--local-epochs", str(local_epochs), "--batch-size", str(batch_size),
-        "--learning-rate", str(learning_rate),
+        "--data-uri", data_uri, "--data-sha256", data_sha256, "--label-column", label_column,
+        "--image-size", str(image_size), "--partition", partition, "--seed", str(seed),
+        "--model", model, "--local-epochs", str(local_epochs),
+        "--batch-size", str(batch_size), "--learning-rate", str(learning_rate),
+        "--fedprox-mu", str(fedprox_mu), "--class-weights", class_weights,
     ])
     if exit_code:
         raise SystemExit(exit_code)

@@ -6,7 +6,7 @@
       aggregator(token, ...)     -> pod labelled fl-role=aggregator (+ pipeline/runid by KFP),
                                     the volume mounted for checkpoints, retried by KFP
       ParallelFor(client_ids(num_clients), parallelism=0)
-          client(url, token, client_id, ...)
+          client(url, token, client_id, ...)   (with the data_pvc mounted when one is named)
 """
 
 
@@ -31,6 +31,7 @@ DEFAULT_NUM_CLIENTS = 5
 CLIENT_RETRIES = 2
 AGGREGATOR_RETRIES = 2
 CHECKPOINT_MOUNT = "/fl/checkpoint"
+DATA_MOUNT = "/fl/data"
 
 
 def default_num_clients() -> int:
@@ -50,6 +51,14 @@ def _with_run_identity(task: dsl.PipelineTask) -> dsl.PipelineTask:
     return task.set_caching_options(False)
 
 
+def _client_task(settings: dict) -> dsl.PipelineTask:
+    worker = _with_run_identity(client(**settings)).set_display_name("client")
+    worker.set_retry(CLIENT_RETRIES, "10s")
+    worker.set_cpu_request("1").set_memory_request("2Gi")
+    kubernetes.add_pod_label(worker, ROLE_LABEL, CLIENT_ROLE)
+    return worker
+
+
 def build_pipeline(num_clients_default: int = DEFAULT_NUM_CLIENTS):
     """The pipeline function with ``num_clients`` defaulting to ``num_clients_default``."""
 
@@ -66,8 +75,15 @@ def build_pipeline(num_clients_default: int = DEFAULT_NUM_CLIENTS):
         learning_rate: float = 0.01,
         dataset: str = "breast_cancer",
         data_uri: str = "",
+        data_pvc: str = "",
+        data_sha256: str = "",
+        label_column: str = "",
+        image_size: int = 28,
         partition: str = "iid",
         seed: int = 0,
+        model: str = "auto",
+        fedprox_mu: float = 0.0,
+        class_weights: str = "none",
         aggregator_port: int = 8080,
         strategy: str = "fedavg",
         min_clients: int = 0,
@@ -89,15 +105,20 @@ def build_pipeline(num_clients_default: int = DEFAULT_NUM_CLIENTS):
             kubernetes.mount_pvc(server, pvc_name=volume.output, mount_path=CHECKPOINT_MOUNT)
             ids = client_ids(num_clients=num_clients).set_caching_options(False)
             with dsl.ParallelFor(ids.output, parallelism=0) as client_id:
-                worker = _with_run_identity(client(
+                settings = dict(
                     server_url=service.outputs["url"], token=service.outputs["token"],
                     client_id=client_id, num_clients=num_clients, rounds=rounds,
-                    dataset=dataset, data_uri=data_uri, partition=partition, seed=seed,
-                    local_epochs=local_epochs, batch_size=batch_size,
-                    learning_rate=learning_rate,
-                ))
-                worker.set_retry(CLIENT_RETRIES, "10s")
-                worker.set_cpu_request("1").set_memory_request("2Gi")
-                kubernetes.add_pod_label(worker, ROLE_LABEL, CLIENT_ROLE)
+                    dataset=dataset, data_uri=data_uri, data_sha256=data_sha256,
+                    label_column=label_column, image_size=image_size, partition=partition,
+                    seed=seed, model=model, local_epochs=local_epochs, batch_size=batch_size,
+                    learning_rate=learning_rate, fedprox_mu=fedprox_mu,
+                    class_weights=class_weights,
+                )
+                # A data volume is optional, and mounting an empty claim name would fail.
+                with dsl.If(data_pvc != "", name="with-data-volume"):
+                    worker = _client_task(settings)
+                    kubernetes.mount_pvc(worker, pvc_name=data_pvc, mount_path=DATA_MOUNT)
+                with dsl.Else(name="without-data-volume"):
+                    _client_task(settings)
 
     return federated_learning

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from pipelines.local_conditions import evaluate_condition
 from pipelines.local_tasks import (
     LOOPBACK_TASKS,
     TaskContext,
@@ -45,6 +46,10 @@ LOCAL_NAMESPACE = "local"
 LOCAL_ENV = {"FL_HOST": "127.0.0.1", "TF_CPP_MIN_LOG_LEVEL": "3",
              "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 _ROUND_LINE = re.compile(r"event=round_closed (.*)")
+
+
+class DagFailed(RuntimeError):
+    """A task of a DAG failed; the run's first failure message says which and why."""
 
 
 @dataclass
@@ -94,6 +99,8 @@ class LocalRunner:
         self._progress(f"run {run_id} -> {run_dir}")
         try:
             self._run_dag(self.spec["root"], values, ctx)
+        except DagFailed:
+            pass  # already reported by _fail, and the exit task has run
         except KeyboardInterrupt:
             self._fail("interrupted", ctx)
         return RunResult(run_id, run_dir, self._failure is None, self._failure,
@@ -121,7 +128,12 @@ class LocalRunner:
                     status[name] = "skipped"
                     return
                 params = self._task_inputs(task, inputs, outputs)
-                outputs[name] = self._run_task(name + suffix, task, params, ctx,
+                condition = task.get("triggerPolicy", {}).get("condition")
+                if condition and not evaluate_condition(condition, params):
+                    status[name] = "skipped"
+                    return
+                display = task.get("taskInfo", {}).get("name", name)
+                outputs[name] = self._run_task(display, suffix, task, params, ctx,
                                                lambda ref: self._resolve(ref, inputs, outputs))
                 status[name] = "succeeded"
             except Exception as exc:  # any failure stops the run; the exit task still runs
@@ -137,13 +149,14 @@ class LocalRunner:
         for thread in threads:
             thread.join()
         if any(s == "failed" for s in status.values()):
-            raise RuntimeError("a task in this DAG failed")  # first failure is in _failure
+            raise DagFailed("a task in this DAG failed")  # the first failure is in _failure
 
-    def _run_task(self, name: str, task: Mapping[str, Any], params: dict[str, Any],
-                  ctx: TaskContext, resolve) -> dict:
+    def _run_task(self, display: str, suffix: str, task: Mapping[str, Any],
+                  params: dict[str, Any], ctx: TaskContext, resolve) -> dict:
         component = self.spec["components"][task["componentRef"]["name"]]
         if "dag" in component:
-            return self._run_sub_dag(name, task, component, params, ctx)
+            return self._run_sub_dag(suffix, task, component, params, ctx)
+        name = display + suffix
         label = component["executorLabel"]
         platform = self.platform_executors.get(label, {})
         params = cast_parameters(params, component.get("inputDefinitions", {})
@@ -161,11 +174,11 @@ class LocalRunner:
             self._outputs[name] = result
         return result
 
-    def _run_sub_dag(self, name: str, task: Mapping[str, Any], component: Mapping[str, Any],
+    def _run_sub_dag(self, suffix: str, task: Mapping[str, Any], component: Mapping[str, Any],
                      params: dict[str, Any], ctx: TaskContext) -> dict:
         iterator = task.get("parameterIterator")
         if iterator is None:
-            self._run_dag(component, params, ctx)
+            self._run_dag(component, params, ctx, suffix)
             return {"parameters": {}, "artifacts": {}}
         items = params[iterator["items"]["inputParameter"]]
         if isinstance(items, str):
@@ -175,7 +188,7 @@ class LocalRunner:
         def iteration(index: int, item: Any) -> None:
             try:
                 self._run_dag(component, {**params, iterator["itemInput"]: item}, ctx,
-                              suffix=f"-{index}")
+                              suffix=f"{suffix}-{index}")
             except Exception as exc:
                 errors.append(exc)
 

@@ -100,6 +100,7 @@ class RoundCoordinator:
         self._done: dict[int, tuple[int, dict[str, float]]] = {}
         self._failure: str | None = None
         self.history: list[RoundRecord] = []
+        self.partitions: dict[int, dict] = {}  # what each client said it holds (informative)
         self.counters = Counters()
 
     @property
@@ -114,10 +115,13 @@ class RoundCoordinator:
         """Adopt the first valid init as model version 0; later inits are ignored."""
         client_id = wire.parse_client_id(message.metadata)
         self._check_client(client_id)
+        partition = wire.parse_partition_stats(message.metadata)
         spec = ModelSpec.of(message.tensors)
         spec.check(message.tensors)
         with self._cond:
             self._raise_if_failed()
+            if partition:
+                self.partitions[client_id] = partition
             if self._version >= 0:
                 return False
             self._spec = spec

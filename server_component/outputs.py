@@ -30,6 +30,7 @@ def write_outputs(out_dir: str | os.PathLike, coordinator: RoundCoordinator) -> 
         "error": coordinator.failure,
         "final_metrics": coordinator.final_metrics(),
         "last_round_metrics": coordinator.history[-1].metrics if coordinator.history else {},
+        "partitions": [coordinator.partitions[c] for c in sorted(coordinator.partitions)],
     }
     _atomic_write(out / SUMMARY, json.dumps(summary, indent=2, sort_keys=True).encode())
     return summary

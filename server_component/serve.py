@@ -42,8 +42,12 @@ class AggregatorServer:
         if not self._thread.is_alive():
             return
         self._server.task_dispatcher.shutdown(timeout=timeout)
-        # Close from inside the loop thread, so the loop wakes now rather than at its poll timeout.
-        self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._server._map))
+        try:
+            # Close from inside the loop thread, so it wakes now rather than at its poll timeout.
+            self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._server._map))
+        except OSError:
+            # The loop already dropped its trigger: close from here, it ends at its next poll.
+            wasyncore.close_all(self._server._map)
         self._thread.join(timeout)
 
     def _run(self) -> None:

@@ -30,6 +30,7 @@ META_CLIENT_ID = "client_id"
 META_ROUND = "round"
 META_NUM_EXAMPLES = "num_examples"
 META_METRICS = "metrics"
+META_PARTITION = "partition"  # optional on init: {"examples": n, "labels": [per-class counts]}
 
 _HEADER_LEN = struct.Struct("<Q")
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -158,6 +159,20 @@ def parse_update_meta(metadata: Mapping[str, str]) -> UpdateMeta:
         num_examples=int(raw_examples),
         metrics=parse_metrics(metadata.get(META_METRICS)),
     )
+
+
+def parse_partition_stats(metadata: Mapping[str, str]) -> dict:
+    """The optional ``partition`` JSON object of an init ({} when absent)."""
+    raw = metadata.get(META_PARTITION)
+    if raw is None:
+        return {}
+    try:
+        stats = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise MalformedRequest(f"metadata 'partition' is not JSON: {exc}") from None
+    if not isinstance(stats, dict):
+        raise MalformedRequest("metadata 'partition' must be a JSON object")
+    return stats
 
 
 def parse_metrics(raw: str | None) -> dict[str, float]:

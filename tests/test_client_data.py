@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from client_component.data import DatasetError, load_dataset, medmnist_npz
+from client_component.datasets import DatasetError, load_dataset, medmnist_npz
 from client_component.local_data import client_shard
 from client_component.partition import PartitionError, partition_indices
 from tests.conftest import SHARED_DATA
@@ -30,7 +30,9 @@ def test_iid_partition_is_disjoint_complete_and_deterministic():
 @pytest.mark.parametrize("args, message", [
     ((10, 0, "iid"), "num_clients must be at least 1"),
     ((3, 5, "iid"), "cannot give each of 5 clients"),
-    ((10, 2, "zipf"), "unknown partition 'zipf'; accepted: iid"),
+    ((10, 2, "zipf"), "unknown partition 'zipf'; accepted: iid, dirichlet"),
+    ((10, 2, "dirichlet:0"), "dirichlet needs a positive number"),
+    ((10, 2, "quantity:x"), "quantity needs a positive number"),
 ])
 def test_bad_partitions_say_why(args, message):
     with pytest.raises(PartitionError, match=message):
@@ -50,8 +52,10 @@ def test_client_shards_do_not_overlap_and_tables_are_standardised_locally():
 def test_unknown_dataset_and_missing_file_are_clear_errors(tmp_path):
     with pytest.raises(DatasetError, match="unknown dataset 'mnist'"):
         load_dataset("mnist")
-    with pytest.raises(DatasetError, match="npz file not found"):
+    with pytest.raises(DatasetError, match="data not found"):
         load_dataset("npz", str(tmp_path / "nope.npz"))
+    with pytest.raises(DatasetError, match="needs data_uri"):
+        load_dataset("npz", "")
     bad = tmp_path / "bad.npz"
     np.savez(bad, images=np.zeros((2, 2)))
     with pytest.raises(DatasetError, match="missing keys"):

@@ -50,7 +50,8 @@ def test_a_failing_client_stops_the_run_and_the_exit_task_still_runs(tmp_path):
                        "--arg", "dataset=npz", "--arg", "data_uri=/nonexistent/data.npz")
     assert result.returncode == 1
     assert "FAILED: task client-" in result.stdout
-    assert "npz file not found" in result.stdout
+    assert "data not found: '/nonexistent/data.npz'" in result.stdout
+    assert "Traceback" not in result.stderr
     assert "would delete Service fl-" in result.stdout  # teardown ran after the failure
     [run_dir] = list(tmp_path.iterdir())
     attempts = (run_dir / "logs" / "client-0.log").read_text().count("# attempt")

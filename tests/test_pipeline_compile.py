@@ -53,7 +53,8 @@ def test_pipeline_parameters_and_runtime_num_clients(compiled):
     assert set(params) == {"num_clients", "rounds", "local_epochs", "batch_size",
                            "learning_rate", "dataset", "data_uri", "partition", "seed",
                            "aggregator_port", "strategy", "min_clients", "round_timeout",
-                           "checkpoint_size"}
+                           "checkpoint_size", "data_pvc", "data_sha256", "label_column",
+                           "image_size", "model", "fedprox_mu", "class_weights"}
     assert params["num_clients"]["defaultValue"] == 5
     # num_clients reaches the fan-out as a parameter: changing it needs no recompile.
     fan_out = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["client-ids"]
@@ -96,8 +97,10 @@ def test_clients_fan_out_over_a_task_output_all_at_once(compiled):
     assert loop["inputs"]["parameters"]["pipelinechannel--client-ids-Output"] == {
         "taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "client-ids"}}
     assert "iteratorPolicy" not in loop  # parallelism=0: no cap
-    client_task = ir["components"]["comp-for-loop-2"]["dag"]["tasks"]["client"]
-    assert client_task["retryPolicy"]["maxRetryCount"] == 2
+    for condition, task in (("comp-condition-4", "client"), ("comp-condition-5", "client-2")):
+        client_task = ir["components"][condition]["dag"]["tasks"][task]
+        assert client_task["retryPolicy"]["maxRetryCount"] == 2
+        assert client_task["taskInfo"]["name"] == "client"
     # Aggregator and clients share no data edge: the backend starts them together.
     aggregator_task = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["aggregator"]
     assert aggregator_task["dependentTasks"] == ["create-checkpoint-volume", "create-service"]
@@ -114,6 +117,18 @@ def test_aggregator_is_retried_and_checkpoints_on_the_runs_volume(compiled):
     assert mount["mountPath"] == "/fl/checkpoint"
     assert mount["pvcNameParameter"] == {"taskOutputParameter": {
         "outputParameterKey": "Output", "producerTask": "create-checkpoint-volume"}}
+
+
+def test_the_data_volume_is_mounted_only_when_one_is_named(compiled):
+    ir, platform = compiled
+    branches = ir["components"]["comp-condition-branches-3"]["dag"]["tasks"]
+    with_volume = branches["condition-4"]["triggerPolicy"]["condition"]
+    assert with_volume == "inputs.parameter_values['pipelinechannel--data_pvc'] != ''"
+    assert branches["condition-5"]["triggerPolicy"]["condition"] == f"!({with_volume})"
+    [mount] = platform["exec-client"]["pvcMount"]
+    assert mount["mountPath"] == "/fl/data"
+    assert mount["pvcNameParameter"] == {"componentInputParameter": "pipelinechannel--data_pvc"}
+    assert "pvcMount" not in platform["exec-client-2"]
 
 
 def test_no_task_is_cached(compiled):

@@ -144,7 +144,7 @@ def test_kill_9_mid_round_and_restart_resumes_with_identical_final_weights(tmp_p
     server, learners, _, errors, out = run_federation(
         tmp_path / "run", flags=("--checkpoint-dir", str(tmp_path / "run" / "ckpt")),
         before_fit=client_2_waits_in_round_3, on_started=crash_and_restart)
-    assert not errors, errors
+    assert not errors, (errors, server.output)
     assert server.wait() == 0, server.output
     assert "event=resumed version=2 rounds_closed=2" in server.output
     assert wire.decode((out / FINAL_WEIGHTS).read_bytes()).tensors.keys() == \

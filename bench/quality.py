@@ -1,0 +1,150 @@
+"""``python -m bench.quality``: is federated training as good as centralized training?
+
+Federated: a real aggregator process and N real client processes over loopback HTTP (no
+in-process averaging shortcut). Centralized baseline: the same model, data, batch size and
+learning rate, trained on the union of the clients' data for the same epoch budget
+(rounds x local epochs). Both report the final model (no checkpoint selection) on the official
+test split. Image models are evaluated centrally on the whole test split; table models by the
+clients on their test shares (each client standardises features with its own statistics, so
+only the clients can feed the global model), weighted by examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bench.harness import REPO_ROOT, AggregatorProcess, markdown_table
+
+CLIENT_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_NUM_INTRAOP_THREADS": "1",
+              "TF_NUM_INTEROP_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def dataset_flags(data: str) -> list[str]:
+    if data == "breast_cancer":
+        return ["--dataset", "breast_cancer"]
+    return ["--dataset", "npz", "--data-uri", data]
+
+
+def run_federated(args: argparse.Namespace, workdir: Path) -> dict:
+    out = workdir / "out"
+    server = AggregatorProcess("--num-clients", str(args.clients), "--rounds", str(args.rounds),
+                               "--out", str(out), "--shutdown-grace", "60")
+    mu = args.mu if args.strategy == "fedprox" else 0.0
+    clients = [subprocess.Popen(
+        [sys.executable, "-m", "client_component", "--server", server.url, "--client-id",
+         str(cid), "--num-clients", str(args.clients), "--rounds", str(args.rounds),
+         *dataset_flags(args.data), "--partition", args.partition, "--seed", str(args.seed),
+         "--local-epochs", str(args.local_epochs), "--batch-size", str(args.batch_size),
+         "--learning-rate", str(args.learning_rate), "--fedprox-mu", str(mu),
+         "--class-weights", args.class_weights, "--width", str(args.width),
+         "--depth", str(args.depth), "--optimizer", args.optimizer],
+        cwd=REPO_ROOT, env={**os.environ, **CLIENT_ENV}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True) for cid in range(args.clients)]
+    for proc in clients:
+        _, err = proc.communicate()
+        if proc.returncode:
+            server.proc.kill()
+            raise RuntimeError(f"a client failed:\n{err[-2000:]}")
+    if server.stop(timeout=120):
+        raise RuntimeError("aggregator failed:\n" + "".join(server.lines[-20:]))
+    summary = json.loads((out / "summary.json").read_text())
+    return {"weights": out / "final_weights.safetensors",
+            "client_metrics": {k.removeprefix("test_"): v
+                               for k, v in summary["final_metrics"].items()}}
+
+
+def model_config(args: argparse.Namespace):
+    from client_component.model_config import ModelConfig
+
+    return ModelConfig(width=args.width, depth=args.depth, optimizer=args.optimizer,
+                       learning_rate=args.learning_rate)
+
+
+def evaluate_weights(args: argparse.Namespace, weights_path: Path) -> dict:
+    from client_component.datasets import load_dataset
+    from client_component.evaluation import class_probabilities, classification_metrics
+    from client_component.model import build_model
+    from server_component import wire
+
+    data = load_dataset(*dataset_flags(args.data)[1::2], seed=args.seed)
+    model = build_model(data.input_shape, data.num_classes, data.kind, model_config(args),
+                        seed=args.seed)
+    model.set_weights(wire.tensors_to_list(wire.decode(weights_path.read_bytes()).tensors))
+    probs = class_probabilities(model.predict(data.x_test, verbose=0, batch_size=512),
+                                data.num_classes)
+    return classification_metrics(data.y_test, probs, data.num_classes)
+
+
+def run_centralized(args: argparse.Namespace) -> dict:
+    from client_component.datasets import load_dataset
+    from client_component.keras_learner import KerasLearner, TrainingConfig
+    from client_component.local_data import client_shard
+    from client_component.model import build_model
+
+    data = client_shard(load_dataset(*dataset_flags(args.data)[1::2], seed=args.seed), 0, 1,
+                        "iid", seed=args.seed)
+    model = build_model(data.input_shape, data.num_classes, data.kind, model_config(args),
+                        seed=args.seed)
+    learner = KerasLearner(model, data, TrainingConfig(
+        args.rounds * args.local_epochs, args.batch_size, 0.0, args.class_weights, args.seed))
+    learner.fit(1)
+    if data.kind == "table":  # one client holding everything: its test share is the test set
+        return learner.evaluate_test()[1]
+    from client_component.datasets import load_dataset as reload
+
+    full = reload(*dataset_flags(args.data)[1::2], seed=args.seed)
+    return learner.evaluate(full.x_test, full.y_test)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__)
+    p.add_argument("--data", default=str(REPO_ROOT.parent / "shared" / "data" /
+                                         "pneumoniamnist.npz"),
+                   help="a MedMNIST .npz path, or breast_cancer")
+    p.add_argument("--clients", type=int, default=5)
+    p.add_argument("--partition", default="iid")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--local-epochs", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strategy", choices=("fedavg", "fedprox"), default="fedavg")
+    p.add_argument("--mu", type=float, default=0.01, help="FedProx mu with --strategy fedprox")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=0.001)
+    p.add_argument("--class-weights", choices=("none", "balanced"), default="none")
+    p.add_argument("--width", type=int, default=32, help="model base width")
+    p.add_argument("--depth", type=int, default=2, help="MLP layers / CNN blocks")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    args = p.parse_args(argv)
+    if args.data != "breast_cancer" and not Path(args.data).is_file():
+        print(f"error: {args.data} not found (see ../shared/data/README.md)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="fl-quality-") as workdir:
+        federated_run = run_federated(args, Path(workdir))
+        federated = (federated_run["client_metrics"] if args.data == "breast_cancer"
+                     else evaluate_weights(args, federated_run["weights"]))
+    centralized = run_centralized(args)
+    setting = (f"{Path(args.data).stem} {args.clients} clients {args.partition} "
+               f"{args.strategy} {args.rounds}x{args.local_epochs}")
+    names = ["auc", "accuracy", "sensitivity", "specificity", "loss"]
+    print(markdown_table(["setting", "training", *names], [
+        (setting, kind, *(f"{m.get(n, float('nan')):.4f}" for n in names))
+        for kind, m in (("federated", federated), ("centralized", centralized))]))
+    gap = centralized.get("auc", np.nan) - federated.get("auc", np.nan)
+    print(f"quality: federated_auc={federated.get('auc', np.nan):.4f} "
+          f"federated_acc={federated['accuracy']:.4f} "
+          f"centralized_auc={centralized.get('auc', np.nan):.4f} "
+          f"centralized_acc={centralized['accuracy']:.4f} gap_auc={gap:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

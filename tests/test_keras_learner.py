@@ -1,0 +1,76 @@
+"""Local training and evaluation: models picked from the data, FedProx, class weights,
+image folders streamed through tf.data, and the metrics reported each round."""
+
+import numpy as np
+import pytest
+
+from client_component.datasets import load_dataset
+from client_component.evaluation import classification_metrics
+from client_component.keras_learner import KerasLearner, TrainingConfig
+from client_component.local_data import client_shard
+from client_component.model import build_model
+from client_component.model_config import ModelConfig, ModelConfigError
+from tests.test_loaders import chest_xray  # noqa: F401 (fixture)
+
+
+def test_metrics_match_a_hand_computed_confusion_matrix():
+    y = np.array([0, 0, 0, 1, 1])
+    probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    m = classification_metrics(y, probs, 2)
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["sensitivity"] == pytest.approx(1 / 2) and m["specificity"] == pytest.approx(2 / 3)
+    assert 0 <= m["auc"] <= 1 and m["loss"] > 0
+
+
+@pytest.mark.parametrize("kind, shape, arch, expected", [
+    ("table", (30,), "auto", "fl_mlp"), ("table", (17,), "conv1d", "fl_conv1d"),
+    ("image", (28, 28, 1), "auto", "fl_cnn"), ("image", (32, 32, 3), "keras:MobileNetV2",
+                                               "fl_keras_MobileNetV2")])
+def test_models_are_picked_from_the_data(kind, shape, arch, expected):
+    model = build_model(shape, 2, kind, ModelConfig(architecture=arch, width=8))
+    assert model.name == expected and model.output_shape == (None, 1)
+
+
+def test_group_norm_cnn_has_no_running_statistics_to_average():
+    model = build_model((16, 16, 1), 3, "image", ModelConfig(norm="group", width=8))
+    assert all(w.trainable for w in model.weights)  # BatchNorm would add moving stats
+    assert model.output_shape == (None, 3)
+
+
+@pytest.mark.parametrize("config", [ModelConfig(architecture="resnet"),
+                                    ModelConfig(norm="batch"), ModelConfig(optimizer="lbfgs")])
+def test_bad_model_choices_name_the_accepted_ones(config):
+    with pytest.raises(ModelConfigError, match="accepted"):
+        config.validate()
+
+
+def learner(dataset, mu=0.0, class_weights="none", epochs=3, arch="auto"):
+    data = client_shard(dataset, 0, 1, "iid", seed=0)
+    model = build_model(data.input_shape, data.num_classes, data.kind,
+                        ModelConfig(architecture=arch, width=8, learning_rate=0.01))
+    return KerasLearner(model, data, TrainingConfig(epochs, 16, mu, class_weights))
+
+
+def test_fedprox_and_class_weights_train_and_stay_near_the_anchor():
+    dataset = load_dataset("synthetic", seed=0)
+    plain, prox = learner(dataset), learner(dataset, mu=1.0, class_weights="balanced")
+    start = plain.get_weights()
+    prox.set_weights(start)
+    before = prox.evaluate(prox.data.x_val, prox.data.y_val)
+    plain.fit(1)
+    _, metrics = prox.fit(1)
+    assert metrics["loss"] < before["loss"]
+    drift = [sum(float(np.sum((a - b) ** 2)) for a, b in zip(m.get_weights(), start,
+                                                              strict=True))
+             for m in (plain, prox)]
+    assert drift[1] < drift[0]  # the proximal term holds the local model near the global one
+
+
+def test_image_folders_stream_through_tf_data_and_learn(chest_xray):  # noqa: F811
+    dataset = load_dataset("image_folder", str(chest_xray), image_size=8, channels=1)
+    model_learner = learner(dataset, epochs=15)
+    before = model_learner.evaluate(model_learner.data.x_val, model_learner.data.y_val)
+    _, after = model_learner.fit(1)
+    assert after["loss"] < before["loss"]
+    n, test = model_learner.evaluate_test()
+    assert n == 6 and {"loss", "accuracy", "auc", "sensitivity", "specificity"} <= set(test)
