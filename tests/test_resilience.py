@@ -18,6 +18,17 @@ from tests.conftest import REPO_ROOT, free_port
 from tests.numpy_learner import NumpyLearner
 
 TOKEN = "resilience"
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_aggregator_outlives_its_test():
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 class AggregatorProcess:
@@ -26,6 +37,7 @@ class AggregatorProcess:
             [sys.executable, "-m", "server_component", "--host", "127.0.0.1", "--port",
              str(port), "--token", TOKEN, "--out", str(out), "--shutdown-grace", "20", *flags],
             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        _STARTED.append(self.proc)
         self.lines: list[str] = []
         self._new_line = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
