@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from client_component.datasets import DATASETS, DatasetError
 from client_component.partition import PARTITIONS, PartitionError, parse_partition
-
-
-def _add(parser: argparse.ArgumentParser, flag: str, help: str, default=None, **kwargs) -> None:
-    """A flag whose default comes from FL_<FLAG>; required when neither is given."""
-    env = "FL_" + flag.lstrip("-").upper().replace("-", "_")
-    value = os.environ.get(env, default)
-    parser.add_argument(flag, default=value, required=value is None,
-                        help=f"{help} (env {env})", **kwargs)
+from server_component.env_args import add_env_flag as flag
+from server_component.env_args import require
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,32 +18,32 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m client_component",
         description="Federated-learning client: trains locally, exchanges weights with the "
         "aggregator. Every flag also reads FL_<FLAG> from the environment.")
-    _add(p, "--server", "aggregator base URL, e.g. http://127.0.0.1:8080")
-    _add(p, "--client-id", "this client's id, 0..num_clients-1", type=int)
-    _add(p, "--num-clients", "clients in the run", type=int)
-    _add(p, "--rounds", "federated rounds", type=int)
-    _add(p, "--token", "aggregator bearer token", "")
+    flag(p, "--server", "aggregator base URL, e.g. http://127.0.0.1:8080")
+    flag(p, "--client-id", "this client's id, 0..num_clients-1", type=int)
+    flag(p, "--num-clients", "clients in the run", type=int)
+    flag(p, "--rounds", "federated rounds", type=int)
+    flag(p, "--token", "aggregator bearer token", "")
     data = p.add_argument_group("data")
-    _add(data, "--dataset", f"one of {', '.join(DATASETS)}", "breast_cancer", choices=DATASETS)
-    _add(data, "--data-uri", "path, mounted volume or http(s) URL; {client_id} is filled in", "")
-    _add(data, "--data-sha256", "expected sha256 of a data file or download", "")
-    _add(data, "--label-column", "label column of a single CSV", "")
-    _add(data, "--image-size", "image folders: resize to this square size", "28", type=int)
-    _add(data, "--channels", "image folders: 1 grayscale, 3 RGB", "1", type=int)
-    _add(data, "--partition", f"simulated split of one dataset: {', '.join(PARTITIONS)}", "iid")
-    _add(data, "--seed", "seed of the split, model init and shuffling", "0", type=int)
+    flag(data, "--dataset", f"one of {', '.join(DATASETS)}", "breast_cancer", choices=DATASETS)
+    flag(data, "--data-uri", "path, mounted volume or http(s) URL; {client_id} is filled in", "")
+    flag(data, "--data-sha256", "expected sha256 of a data file or download", "")
+    flag(data, "--label-column", "label column of a single CSV", "")
+    flag(data, "--image-size", "image folders: resize to this square size", "28", type=int)
+    flag(data, "--channels", "image folders: 1 grayscale, 3 RGB", "1", type=int)
+    flag(data, "--partition", f"simulated split of one dataset: {', '.join(PARTITIONS)}", "iid")
+    flag(data, "--seed", "seed of the split, model init and shuffling", "0", type=int)
     model = p.add_argument_group("model and training")
-    _add(model, "--model", "auto, mlp, conv1d, cnn or keras:<Application>", "auto")
-    _add(model, "--width", "base width (units or filters)", "32", type=int)
-    _add(model, "--depth", "layers (MLP) or conv blocks (CNN)", "2", type=int)
-    _add(model, "--norm", "CNN normalisation: none or group (federated-safe)", "none")
-    _add(model, "--optimizer", "adam or sgd", "adam")
-    _add(model, "--learning-rate", "local learning rate", "0.001", type=float)
-    _add(model, "--local-epochs", "local epochs per round", "1", type=int)
-    _add(model, "--batch-size", "local batch size", "32", type=int)
-    _add(model, "--fedprox-mu", "FedProx proximal term; 0 = plain FedAvg", "0", type=float)
-    _add(model, "--class-weights", "none or balanced", "none", choices=("none", "balanced"))
-    _add(p, "--connect-timeout", "seconds to wait for the aggregator to come up", "600",
+    flag(model, "--model", "auto, mlp, conv1d, cnn or keras:<Application>", "auto")
+    flag(model, "--width", "base width (units or filters)", "32", type=int)
+    flag(model, "--depth", "layers (MLP) or conv blocks (CNN)", "2", type=int)
+    flag(model, "--norm", "CNN normalisation: none or group (federated-safe)", "none")
+    flag(model, "--optimizer", "adam or sgd", "adam")
+    flag(model, "--learning-rate", "local learning rate", "0.001", type=float)
+    flag(model, "--local-epochs", "local epochs per round", "1", type=int)
+    flag(model, "--batch-size", "local batch size", "32", type=int)
+    flag(model, "--fedprox-mu", "FedProx proximal term; 0 = plain FedAvg", "0", type=float)
+    flag(model, "--class-weights", "none or balanced", "none", choices=("none", "balanced"))
+    flag(p, "--connect-timeout", "seconds to wait for the aggregator to come up", "600",
          type=float)
     return p
 
@@ -68,9 +61,7 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         (args.image_size >= 8, f"--image-size must be at least 8, got {args.image_size}"),
         (args.channels in (1, 3), f"--channels must be 1 or 3, got {args.channels}"),
     ]
-    for ok, message in checks:
-        if not ok:
-            parser.error(message)
+    require(parser, checks)
     try:
         parse_partition(args.partition)
     except PartitionError as exc:

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from server_component.app import DEFAULT_MAX_UPDATE_BYTES, create_app
 from server_component.checkpoint import CheckpointError, load_checkpoint
 from server_component.coordinator import RoundCoordinator, format_round
+from server_component.env_args import add_env_flag as flag
+from server_component.env_args import require
 from server_component.memory import pin_mmap_threshold
 from server_component.outputs import write_outputs
 from server_component.serve import AggregatorServer
@@ -24,37 +26,29 @@ log = logging.getLogger("server_component")
 FAILURE_LINGER_S = 30.0  # keep answering 410 for a while so clients learn the run failed
 
 
-def _add(parser: argparse.ArgumentParser, flag: str, help: str, default=None, **kwargs) -> None:
-    """A flag whose default comes from FL_<FLAG>; required when neither is given."""
-    env = "FL_" + flag.lstrip("-").upper().replace("-", "_")
-    value = os.environ.get(env, default)
-    parser.add_argument(flag, default=value, required=value is None,
-                        help=f"{help} (env {env})", **kwargs)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m server_component",
         description="Federated-learning aggregator over HTTP (wire protocol v1). Every flag "
         "also reads FL_<FLAG> from the environment, e.g. FL_NUM_CLIENTS.")
-    _add(p, "--host", "bind address", "0.0.0.0")
-    _add(p, "--port", "TCP port; 0 picks a free one", "8080", type=int)
-    _add(p, "--num-clients", "clients in the run, ids 0..N-1", type=int)
-    _add(p, "--rounds", "federated rounds; the final model is version ROUNDS", type=int)
-    _add(p, "--min-clients", "fewest updates a round may close with at its deadline "
+    flag(p, "--host", "bind address", "0.0.0.0")
+    flag(p, "--port", "TCP port; 0 picks a free one", "8080", type=int)
+    flag(p, "--num-clients", "clients in the run, ids 0..N-1", type=int)
+    flag(p, "--rounds", "federated rounds; the final model is version ROUNDS", type=int)
+    flag(p, "--min-clients", "fewest updates a round may close with at its deadline "
          "(default: all clients)", "0", type=int)
-    _add(p, "--round-timeout", "seconds a round stays open; 0 = no deadline", "0", type=float)
-    _add(p, "--strategy", f"aggregation: {', '.join(STRATEGIES)}; median and trimmed-mean "
+    flag(p, "--round-timeout", "seconds a round stays open; 0 = no deadline", "0", type=float)
+    flag(p, "--strategy", f"aggregation: {', '.join(STRATEGIES)}; median and trimmed-mean "
          "keep every update of a round in memory", "fedavg")
-    _add(p, "--token", "bearer token every /v1 call must carry; empty = no auth", "")
-    _add(p, "--checkpoint-dir", "directory for per-round checkpoints; a restart resumes "
+    flag(p, "--token", "bearer token every /v1 call must carry; empty = no auth", "")
+    flag(p, "--checkpoint-dir", "directory for per-round checkpoints; a restart resumes "
          "from it", "")
-    _add(p, "--out", "directory for final weights, round metrics and summary", "")
-    _add(p, "--max-update-mb", "largest accepted init/update body in MiB",
+    flag(p, "--out", "directory for final weights, round metrics and summary", "")
+    flag(p, "--max-update-mb", "largest accepted init/update body in MiB",
          str(DEFAULT_MAX_UPDATE_BYTES >> 20), type=float)
-    _add(p, "--shutdown-grace", "seconds to wait for every client's done after the final "
+    flag(p, "--shutdown-grace", "seconds to wait for every client's done after the final "
          "model", "300", type=float)
-    _add(p, "--threads", "waitress worker threads; 0 = clients + 4", "0", type=int)
+    flag(p, "--threads", "waitress worker threads; 0 = clients + 4", "0", type=int)
     return p
 
 
@@ -70,9 +64,7 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         (args.shutdown_grace >= 0, f"--shutdown-grace must be >= 0, got {args.shutdown_grace}"),
         (args.threads >= 0, f"--threads must be >= 0, got {args.threads}"),
     ]
-    for ok, message in checks:
-        if not ok:
-            parser.error(message)
+    require(parser, checks)
 
 
 def build_coordinator(args: argparse.Namespace, parser: argparse.ArgumentParser):
