@@ -142,6 +142,8 @@ class RoundCoordinator:
             spec.check(message.tensors)
         with self._cond:
             open_round = self._require_open_round(meta.round)
+            if spec is None:  # the init landed while we were validating: check now
+                self._spec.check(message.tensors)
             previous = open_round.digests.get(meta.client_id)
             if previous is not None:
                 if previous != digest:
