@@ -53,7 +53,7 @@ bench: $(STAMP)
 
 # Federated vs centralized learning quality on the real data in ../shared/data (minutes).
 QUALITY_DATA ?= ../shared/data/pneumoniamnist.npz
-QUALITY_TUNING ?= --batch-size 8 --learning-rate 0.001 --depth 3 --class-weights balanced
+QUALITY_TUNING ?= --batch-size 8 --learning-rate 0.001 --depth 3 --norm group --class-weights balanced
 QUALITY_FLAGS ?= --clients 5 --rounds 10 --local-epochs 1 --seed 0 $(QUALITY_TUNING)
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality --data $(QUALITY_DATA) --partition iid $(QUALITY_FLAGS)

@@ -46,7 +46,7 @@ def run_federated(args: argparse.Namespace, workdir: Path) -> dict:
          "--local-epochs", str(args.local_epochs), "--batch-size", str(args.batch_size),
          "--learning-rate", str(args.learning_rate), "--fedprox-mu", str(mu),
          "--class-weights", args.class_weights, "--width", str(args.width),
-         "--depth", str(args.depth), "--optimizer", args.optimizer],
+         "--depth", str(args.depth), "--optimizer", args.optimizer, "--norm", args.norm],
         cwd=REPO_ROOT, env={**os.environ, **CLIENT_ENV}, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True) for cid in range(args.clients)]
     for proc in clients:
@@ -65,8 +65,8 @@ def run_federated(args: argparse.Namespace, workdir: Path) -> dict:
 def model_config(args: argparse.Namespace):
     from client_component.model_config import ModelConfig
 
-    return ModelConfig(width=args.width, depth=args.depth, optimizer=args.optimizer,
-                       learning_rate=args.learning_rate)
+    return ModelConfig(width=args.width, depth=args.depth, norm=args.norm,
+                       optimizer=args.optimizer, learning_rate=args.learning_rate)
 
 
 def evaluate_weights(args: argparse.Namespace, weights_path: Path) -> dict:
@@ -119,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=32, help="model base width")
     p.add_argument("--depth", type=int, default=2, help="MLP layers / CNN blocks")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--norm", choices=("none", "group"), default="none")
     args = p.parse_args(argv)
     if args.data != "breast_cancer" and not Path(args.data).is_file():
         print(f"error: {args.data} not found (see ../shared/data/README.md)", file=sys.stderr)
