@@ -54,7 +54,8 @@ def test_pipeline_parameters_and_runtime_num_clients(compiled):
                            "learning_rate", "dataset", "data_uri", "partition", "seed",
                            "aggregator_port", "strategy", "min_clients", "round_timeout",
                            "checkpoint_size", "data_pvc", "data_sha256", "label_column",
-                           "image_size", "model", "fedprox_mu", "class_weights"}
+                           "image_size", "model", "model_width", "model_depth", "norm",
+                           "fedprox_mu", "class_weights"}
     assert params["num_clients"]["defaultValue"] == 5
     # num_clients reaches the fan-out as a parameter: changing it needs no recompile.
     fan_out = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["client-ids"]
