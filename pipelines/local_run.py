@@ -169,7 +169,10 @@ class LocalRunner:
         else:
             container = self.spec["deploymentSpec"]["executors"][label]["container"]
             retries = int(task.get("retryPolicy", {}).get("maxRetryCount", 0))
-            result = run_container_task(name, container, component, params, env, ctx, retries)
+            exit_task = (task.get("triggerPolicy", {}).get("strategy")
+                         == "ALL_UPSTREAM_TASKS_COMPLETED")
+            result = run_container_task(name, container, component, params, env, ctx, retries,
+                                        exit_task=exit_task)
         with self._outputs_lock:
             self._outputs[name] = result
         return result

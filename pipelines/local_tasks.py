@@ -101,8 +101,10 @@ def field_path_env(platform_executor: Mapping[str, Any], run_id: str,
 
 def run_container_task(name: str, container: Mapping[str, Any], component: Mapping[str, Any],
                        parameters: Mapping[str, Any], env: Mapping[str, str],
-                       ctx: TaskContext, retries: int = 0) -> dict[str, Any]:
-    """Run the task (retrying like KFP's retry policy); its output parameters and artifacts."""
+                       ctx: TaskContext, retries: int = 0, exit_task: bool = False
+                       ) -> dict[str, Any]:
+    """Run the task (retrying like KFP's retry policy); its output parameters and artifacts.
+    After a failure cancelled the run, only an exit task still starts."""
     task_dir = ctx.run_dir / name
     exec_input = executor_input(parameters, component, task_dir)
     for art in exec_input["outputs"]["artifacts"].values():
@@ -111,20 +113,20 @@ def run_container_task(name: str, container: Mapping[str, Any], component: Mappi
     log_path.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(retries + 1):
         exit_code = _run_process(name, prepare_command(container, exec_input), env, ctx,
-                                 log_path, attempt)
+                                 log_path, attempt, cancellable=not exit_task)
         if exit_code == 0:
             return _read_outputs(exec_input)
-        if ctx.cancelled.is_set():
+        if ctx.cancelled.is_set() and not exit_task:
             break
     raise TaskFailed(name, exit_code, log_path)
 
 
 def _run_process(name: str, command: list[str], env: Mapping[str, str], ctx: TaskContext,
-                 log_path: Path, attempt: int) -> int:
+                 log_path: Path, attempt: int, cancellable: bool = True) -> int:
     full_env = {**os.environ, **ctx.extra_env, **env, "PYTHONUNBUFFERED": "1",
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     with log_path.open("a") as log, ctx.lock:
-        if ctx.cancelled.is_set():
+        if cancellable and ctx.cancelled.is_set():
             return -signal.SIGTERM
         log.write(f"# attempt {attempt + 1}: {shlex.join(command[:3])} ...\n")
         log.flush()
