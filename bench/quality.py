@@ -34,6 +34,14 @@ def dataset_flags(data: str) -> list[str]:
     return ["--dataset", "npz", "--data-uri", data]
 
 
+def load_data(args: argparse.Namespace):
+    from client_component.datasets import load_dataset
+
+    if args.data == "breast_cancer":
+        return load_dataset("breast_cancer", seed=args.seed)
+    return load_dataset("npz", args.data, seed=args.seed)
+
+
 def run_federated(args: argparse.Namespace, workdir: Path) -> dict:
     out = workdir / "out"
     server = AggregatorProcess("--num-clients", str(args.clients), "--rounds", str(args.rounds),
@@ -70,12 +78,11 @@ def model_config(args: argparse.Namespace):
 
 
 def evaluate_weights(args: argparse.Namespace, weights_path: Path) -> dict:
-    from client_component.datasets import load_dataset
     from client_component.evaluation import class_probabilities, classification_metrics
     from client_component.model import build_model
     from server_component import wire
 
-    data = load_dataset(*dataset_flags(args.data)[1::2], seed=args.seed)
+    data = load_data(args)
     model = build_model(data.input_shape, data.num_classes, data.kind, model_config(args),
                         seed=args.seed)
     model.set_weights(wire.tensors_to_list(wire.decode(weights_path.read_bytes()).tensors))
@@ -85,13 +92,11 @@ def evaluate_weights(args: argparse.Namespace, weights_path: Path) -> dict:
 
 
 def run_centralized(args: argparse.Namespace) -> dict:
-    from client_component.datasets import load_dataset
     from client_component.keras_learner import KerasLearner, TrainingConfig
     from client_component.local_data import client_shard
     from client_component.model import build_model
 
-    data = client_shard(load_dataset(*dataset_flags(args.data)[1::2], seed=args.seed), 0, 1,
-                        "iid", seed=args.seed)
+    data = client_shard(load_data(args), 0, 1, "iid", seed=args.seed)
     model = build_model(data.input_shape, data.num_classes, data.kind, model_config(args),
                         seed=args.seed)
     learner = KerasLearner(model, data, TrainingConfig(

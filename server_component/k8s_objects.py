@@ -71,16 +71,16 @@ def aggregator_url(run_id: str, namespace: str, port: int) -> str:
     return f"http://{service_name(run_id)}.{namespace}.svc.cluster.local:{port}"
 
 
+def _run_object(kind: str, name: str, run_id: str, namespace: str) -> dict[str, Any]:
+    """A v1 object of this run, labelled with its run id (so teardown can find it)."""
+    return {"apiVersion": "v1", "kind": kind, "metadata": {
+        "name": name, "namespace": namespace, "labels": {RUN_ID_LABEL: run_id, **PART_OF}}}
+
+
 def service_manifest(run_id: str, namespace: str, port: int) -> dict[str, Any]:
     """The Service object, as plain JSON the API server accepts."""
     return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": service_name(run_id),
-            "namespace": namespace,
-            "labels": {RUN_ID_LABEL: run_id, **PART_OF},
-        },
+        **_run_object("Service", service_name(run_id), run_id, namespace),
         "spec": {
             "type": "ClusterIP",
             "selector": aggregator_selector(run_id),
@@ -92,13 +92,7 @@ def service_manifest(run_id: str, namespace: str, port: int) -> dict[str, Any]:
 def checkpoint_pvc_manifest(run_id: str, namespace: str, size: str) -> dict[str, Any]:
     """A ReadWriteOnce claim on the default StorageClass for the aggregator's checkpoints."""
     return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {
-            "name": checkpoint_pvc_name(run_id),
-            "namespace": namespace,
-            "labels": {RUN_ID_LABEL: run_id, **PART_OF},
-        },
+        **_run_object("PersistentVolumeClaim", checkpoint_pvc_name(run_id), run_id, namespace),
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
     }
 

@@ -161,29 +161,27 @@ def parse_update_meta(metadata: Mapping[str, str]) -> UpdateMeta:
     )
 
 
-def parse_partition_stats(metadata: Mapping[str, str]) -> dict:
-    """The optional ``partition`` JSON object of an init ({} when absent)."""
-    raw = metadata.get(META_PARTITION)
+def _json_object(raw: str | None, key: str) -> dict:
+    """An optional metadata value holding a JSON object ({} when absent)."""
     if raw is None:
         return {}
     try:
-        stats = json.loads(raw)
+        value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise MalformedRequest(f"metadata 'partition' is not JSON: {exc}") from None
-    if not isinstance(stats, dict):
-        raise MalformedRequest("metadata 'partition' must be a JSON object")
-    return stats
+        raise MalformedRequest(f"metadata {key!r} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise MalformedRequest(f"metadata {key!r} must be a JSON object")
+    return value
+
+
+def parse_partition_stats(metadata: Mapping[str, str]) -> dict:
+    """The optional ``partition`` JSON object of an init ({} when absent)."""
+    return _json_object(metadata.get(META_PARTITION), META_PARTITION)
 
 
 def parse_metrics(raw: str | None) -> dict[str, float]:
     """A JSON object of finite numbers, or {} when absent."""
-    if raw is None:
-        return {}
-    try:
-        metrics = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise MalformedRequest(f"metadata 'metrics' is not JSON: {exc}") from None
-    return check_metrics(metrics)
+    return check_metrics(_json_object(raw, META_METRICS))
 
 
 def check_metrics(metrics: object) -> dict[str, float]:
