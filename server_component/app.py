@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hmac
+import io
 import math
 import threading
 
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
+from werkzeug.wsgi import wrap_file
 
 from server_component import wire
 from server_component.coordinator import RoundCoordinator
@@ -17,6 +19,7 @@ from server_component.observability import metrics_text, status_page
 
 DEFAULT_MAX_UPDATE_BYTES = 1024 * 1024 * 1024
 MAX_LONG_POLL_S = 120.0
+RESPONSE_BLOCK = 1 << 20
 
 
 def create_app(
@@ -80,7 +83,7 @@ def create_app(
         body = coordinator.wait_for_model(version, timeout=wait)
         if body is None:
             return Response(status=204)
-        return Response(body, mimetype=wire.CONTENT_TYPE)
+        return _binary_response(body)
 
     @app.post("/v1/update")
     def update():
@@ -110,7 +113,28 @@ def _read_body(limit: int) -> bytes:
         raise MalformedRequest("Content-Length is required")
     if length > limit:
         raise PayloadTooLarge(f"body of {length} bytes exceeds the limit of {limit} bytes")
-    return request.get_data(cache=False)
+    return _read_exactly(request.stream, length)
+
+
+def _read_exactly(stream, length: int) -> bytearray:
+    """The body read straight into one buffer of its size (no chunk list, no join copy)."""
+    body = bytearray(length)
+    view, filled = memoryview(body), 0
+    while filled < length:
+        count = stream.readinto(view[filled:])
+        if not count:
+            raise MalformedRequest(f"body ended after {filled} of {length} bytes")
+        filled += count
+    return body
+
+
+def _binary_response(body: bytes) -> Response:
+    """Stream ``body`` through the server's file wrapper: waitress then sends from it in
+    blocks instead of first copying a model-sized chunk into its spill-to-disk buffers."""
+    blocks = wrap_file(request.environ, io.BytesIO(body), buffer_size=RESPONSE_BLOCK)
+    response = Response(blocks, mimetype=wire.CONTENT_TYPE, direct_passthrough=True)
+    response.content_length = len(body)
+    return response
 
 
 def _int_arg(name: str) -> int:

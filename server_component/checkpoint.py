@@ -58,7 +58,7 @@ def save_checkpoint(directory: str | os.PathLike, checkpoint: Checkpoint) -> Pat
     tmp = target.with_name(f".{target.name}.tmp")
     try:
         with open(tmp, "wb") as handle:
-            handle.write(wire.encode(tensors, metadata))
+            wire.write(handle, tensors, metadata)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)

@@ -286,9 +286,10 @@ class RoundCoordinator:
     # ---- internals ----------------------------------------------------------------------
 
     def _publish(self, model: Tensors, version: int) -> None:
-        """Make ``model`` version ``version`` and open the next round (lock held)."""
-        self._global = model
+        """Make ``model`` version ``version`` and open the next round (lock held). The global
+        tensors are then views into the encoded body: one copy of the model is kept."""
         self._model_body = wire.encode(model, {wire.META_ROUND: str(version)})
+        self._global = wire.decode(self._model_body).tensors
         self._version = version
         if version < self.rounds:
             now = self._clock()
@@ -301,8 +302,6 @@ class RoundCoordinator:
 
     def _close_round(self, open_round: _OpenRound) -> None:
         assert self._global is not None
-        new_model = self.strategy.aggregate(open_round.accumulator, self._global,
-                                            open_round.number)
         record = RoundRecord(
             round=open_round.number,
             client_ids=sorted(open_round.digests),
@@ -311,9 +310,12 @@ class RoundCoordinator:
             duration_s=self._clock() - open_round.started,
             missing=[c for c in range(self.num_clients) if c not in open_round.digests],
         )
+        # No local keeps the averaged tensors: once encoded they are freed (memory target).
+        self._publish(self.strategy.aggregate(open_round.accumulator, self._global,
+                                              open_round.number), open_round.number)
+        open_round.accumulator = None
         self.history.append(record)
         self.counters.rounds_closed += 1
-        self._publish(new_model, open_round.number)
         self._checkpoint()
         log.info("event=round_closed %s", format_round(record, self.rounds))
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from server_component.chunked import CHUNK, add_scaled
+
 NDArrays = list[np.ndarray]
 Tensors = dict[str, np.ndarray]
 STRATEGIES = ("fedavg", "fedadam", "median", "trimmed-mean[:beta]")
@@ -94,7 +96,10 @@ def fedadam_step(current: Sequence[np.ndarray], aggregated: Sequence[np.ndarray]
 # ---- per-round accumulators -------------------------------------------------------------
 
 class RunningWeightedSum:
-    """Folds each update into a float64 running sum as it arrives (streaming FedAvg)."""
+    """Folds each update into a float64 running sum as it arrives (streaming FedAvg).
+
+    The products are formed a chunk at a time, so adding an update allocates a few MiB
+    whatever the model size; ``average(consume=True)`` frees each sum as its layer is done."""
 
     keeps_all_updates = False
 
@@ -106,20 +111,29 @@ class RunningWeightedSum:
     def add(self, tensors: Mapping[str, np.ndarray], weight: int) -> None:
         if weight <= 0:
             raise ValueError(f"weight must be positive, got {weight}")
+        scratch = np.empty(min(CHUNK, max(1, *(a.size for a in tensors.values()))), np.float64)
         for name, array in tensors.items():
             acc = self._sums.get(name)
             if acc is None:
-                self._sums[name] = np.multiply(array, weight, dtype=np.float64)
+                acc = self._sums[name] = np.zeros(array.shape, np.float64)
                 self._dtypes[name] = array.dtype
-            else:
-                acc += np.multiply(array, weight, dtype=np.float64)
+            add_scaled(acc.reshape(-1), np.ravel(array), weight, scratch)
         self.total_weight += weight
 
-    def average(self) -> Tensors:
+    def average(self, dtypes: Mapping[str, np.dtype] | None = None,
+                consume: bool = False) -> Tensors:
+        """The weighted average, in ``dtypes`` (default: the first update's dtypes; pass the
+        global model's when updates may arrive narrower, as float16); ``consume`` frees each
+        sum as its layer is done (the accumulator is spent afterwards)."""
         if self.total_weight == 0:
             raise ValueError("no update was added")
-        return {name: (acc / self.total_weight).astype(self._dtypes[name])
-                for name, acc in self._sums.items()}
+        averaged = {}
+        for name in list(self._sums):
+            acc = self._sums.pop(name) if consume else self._sums[name].copy()
+            acc /= self.total_weight
+            averaged[name] = acc.astype((dtypes or self._dtypes)[name])
+            del acc
+        return averaged
 
 
 class UpdateList:
@@ -164,7 +178,7 @@ class FedAvg(Strategy):
 
     def aggregate(self, accumulator: RunningWeightedSum, current: Tensors,
                   server_round: int) -> Tensors:
-        return accumulator.average()
+        return accumulator.average(_dtypes(current), consume=True)
 
 
 class FedAdam(Strategy):
@@ -178,7 +192,7 @@ class FedAdam(Strategy):
     def aggregate(self, accumulator: RunningWeightedSum, current: Tensors,
                   server_round: int) -> Tensors:
         names = sorted(current)
-        averaged = accumulator.average()
+        averaged = accumulator.average(_dtypes(current), consume=True)
         new, m, v = fedadam_step(
             [current[n] for n in names], [averaged[n] for n in names],
             None if self._m is None else [self._m[n] for n in names],
@@ -206,7 +220,7 @@ class Median(Strategy):
     def aggregate(self, accumulator: UpdateList, current: Tensors, server_round: int) -> Tensors:
         names = sorted(current)
         med = coordinate_median([[u[n] for n in names] for u in accumulator.updates])
-        return dict(zip(names, med, strict=True))
+        return _cast_like(dict(zip(names, med, strict=True)), current)
 
 
 class TrimmedMean(Strategy):
@@ -221,7 +235,16 @@ class TrimmedMean(Strategy):
     def aggregate(self, accumulator: UpdateList, current: Tensors, server_round: int) -> Tensors:
         names = sorted(current)
         mean = trimmed_mean([[u[n] for n in names] for u in accumulator.updates], self.beta)
-        return dict(zip(names, mean, strict=True))
+        return _cast_like(dict(zip(names, mean, strict=True)), current)
+
+
+def _dtypes(tensors: Tensors) -> dict[str, np.dtype]:
+    return {name: array.dtype for name, array in tensors.items()}
+
+
+def _cast_like(tensors: Tensors, model: Tensors) -> Tensors:
+    """Keep the global model's dtypes when updates came narrower (float16 updates)."""
+    return {name: a.astype(model[name].dtype, copy=False) for name, a in tensors.items()}
 
 
 def parse_strategy(spec: str) -> Strategy:

@@ -51,6 +51,7 @@ def test_degenerate_inputs_are_refused():
 from server_component.strategies import (  # noqa: E402
     AdamParams,
     FedAdam,
+    FedAvg,
     Median,
     StrategyError,
     TrimmedMean,
@@ -171,3 +172,38 @@ def test_cross_check_fedadam_with_flower_over_three_rounds():
         current = ours.aggregate(acc, current, server_round)
         np.testing.assert_allclose(current["w000"], theirs[0], rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(current["w001"], theirs[1], rtol=1e-4, atol=1e-6)
+
+
+def test_running_sum_across_chunk_boundaries_equals_the_pure_function():
+    from server_component.chunked import CHUNK
+    rng = np.random.default_rng(3)
+    size = 2 * CHUNK + 17  # several chunks and a ragged tail
+    results = [([rng.normal(size=size).astype(np.float32), rng.normal(size=(3, 2))
+                 .astype(np.float32)], n) for n in (3, 11, 40)]
+    running = RunningWeightedSum()
+    for weights, n in results:
+        running.add({"w000": weights[0], "w001": weights[1]}, n)
+    dtypes = {"w000": np.dtype(np.float32), "w001": np.dtype(np.float32)}
+    streamed = running.average(dtypes, consume=True)
+    for i, ref in enumerate(weighted_average(results)):
+        np.testing.assert_array_equal(streamed[f"w{i:03d}"], ref)
+    assert running._sums == {}  # consumed: the sums were freed layer by layer
+
+
+def test_float16_updates_average_into_the_float32_global_model():
+    current = {"w000": np.zeros(4, np.float32)}
+    for strategy in (FedAvg(), Median(), TrimmedMean(0.0)):
+        accumulator = strategy.new_round()
+        accumulator.add({"w000": np.full(4, 1.5, np.float16)}, 1)
+        accumulator.add({"w000": np.full(4, 2.5, np.float16)}, 1)
+        new = strategy.aggregate(accumulator, current, 1)
+        assert new["w000"].dtype == np.float32, strategy.name
+        np.testing.assert_allclose(new["w000"], 2.0)
+
+
+def test_all_finite_sees_a_nan_in_any_chunk():
+    from server_component.chunked import CHUNK, all_finite
+    values = np.zeros(3 * CHUNK, np.float32)
+    assert all_finite(values)
+    values[2 * CHUNK + 5] = np.nan
+    assert not all_finite(values)
