@@ -12,6 +12,8 @@ from client_component.partition import PARTITIONS, PartitionError, parse_partiti
 from server_component.env_args import add_env_flag as flag
 from server_component.env_args import require
 
+UPDATE_DTYPES = ("float32", "float16")
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -43,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     flag(model, "--batch-size", "local batch size", "32", type=int)
     flag(model, "--fedprox-mu", "FedProx proximal term; 0 = plain FedAvg", "0", type=float)
     flag(model, "--class-weights", "none or balanced", "none", choices=("none", "balanced"))
+    flag(model, "--update-dtype", "dtype of the posted updates: float32, or float16 to halve "
+         "the upload (the aggregator averages in float64)", "float32",
+         choices=UPDATE_DTYPES)
     flag(p, "--connect-timeout", "seconds to wait for the aggregator to come up", "600",
          type=float)
     return p
@@ -82,7 +87,8 @@ def config_from_args(args: argparse.Namespace):
         model=ModelConfig(args.model, args.width, args.depth, args.norm, args.optimizer,
                           args.learning_rate),
         fedprox_mu=args.fedprox_mu, class_weights=args.class_weights,
-        token=args.token or None, connect_timeout_s=args.connect_timeout)
+        update_dtype=args.update_dtype, token=args.token or None,
+        connect_timeout_s=args.connect_timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

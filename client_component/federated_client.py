@@ -58,6 +58,7 @@ class ClientConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     fedprox_mu: float = 0.0
     class_weights: str = "none"
+    update_dtype: str = "float32"  # or "float16": half the upload, averaged in float64
     token: str | None = None
     connect_timeout_s: float = 600.0
 
@@ -112,7 +113,8 @@ def _train_all_rounds(learner: Learner, aggregator: AggregatorClient,
             num_examples, metrics = learner.fit(round_)
             meta = wire.UpdateMeta(config.client_id, round_, num_examples,
                                    {f"val_{k}": v for k, v in metrics.items()})
-            last = PostedUpdate(learner.get_weights(), meta)
+            last = PostedUpdate(as_update_dtype(learner.get_weights(), config.update_dtype),
+                                meta)
             aggregator.post_update(last.weights, last.meta)
             _log_round(config, round_, meta.metrics, started)
             round_, resyncs = round_ + 1, 0
@@ -127,6 +129,13 @@ def _train_all_rounds(learner: Learner, aggregator: AggregatorClient,
             log.warning("client=%d out of step at round %d (%s): resynchronising",
                         config.client_id, round_, exc)
             round_ = _resync(aggregator, learner, config, last)
+
+
+def as_update_dtype(weights: list[np.ndarray], dtype: str) -> list[np.ndarray]:
+    """Float weights in the wire dtype of updates (float32 keeps them as they are)."""
+    if dtype == "float32":
+        return weights
+    return [w.astype(dtype) if np.issubdtype(w.dtype, np.floating) else w for w in weights]
 
 
 def _ensure_reported(aggregator: AggregatorClient, config: ClientConfig,

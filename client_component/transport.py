@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -89,12 +90,13 @@ class AggregatorClient:
             response = self.session.get(
                 f"{self.base_url}/v1/model",
                 params={"round": version, "wait": self.long_poll_s},
-                timeout=self.long_poll_s + self.timeout,
+                timeout=self.long_poll_s + self.timeout, stream=True,
             )
             if response.status_code == 200:
-                return wire.tensors_to_list(wire.decode(response.content).tensors)
-            if response.status_code != 204:
-                raise _error(response, f"GET model version {version}")
+                return wire.tensors_to_list(wire.decode(read_body(response)).tensors)
+            with response:  # back to the pool: a streamed response holds its connection
+                if response.status_code != 204:
+                    raise _error(response, f"GET model version {version}")
             if on_wait is not None:
                 on_wait()
         raise AggregatorUnreachable(f"model version {version} not published in {max_wait_s} s")
@@ -119,6 +121,29 @@ class AggregatorClient:
         if not response.ok:
             raise _error(response, f"POST {path}")
         return response
+
+
+def read_body(response: requests.Response) -> bytearray:
+    """A streamed response's body read straight into one buffer of its Content-Length:
+    requests' ``.content`` gathers 10 KiB chunks and joins them, two copies of a model."""
+    with response:
+        length = int(response.headers.get("Content-Length", -1))
+        if length < 0:
+            return bytearray(response.content)
+        body = bytearray(length)
+        view, filled = memoryview(body), 0
+        try:
+            while filled < length:
+                count = response.raw.readinto(view[filled:])
+                if not count:
+                    break
+                filled += count
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise requests.exceptions.ChunkedEncodingError(exc) from exc
+        if filled < length:
+            raise requests.exceptions.ChunkedEncodingError(
+                f"model body ended after {filled} of {length} bytes")
+        return body
 
 
 def _error(response: requests.Response, call: str) -> AggregatorError:

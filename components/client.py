@@ -38,6 +38,7 @@ def client(
     learning_rate: float,
     fedprox_mu: float,
     class_weights: str,
+    update_dtype: str,
 ):
     """Train on this client's data for every round, exchanging weights with the aggregator."""
     import os
@@ -54,6 +55,7 @@ def client(
         "--norm", norm, "--local-epochs", str(local_epochs),
         "--batch-size", str(batch_size), "--learning-rate", str(learning_rate),
         "--fedprox-mu", str(fedprox_mu), "--class-weights", class_weights,
+        "--update-dtype", update_dtype,
     ])
     if exit_code:
         raise SystemExit(exit_code)

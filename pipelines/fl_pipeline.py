@@ -87,6 +87,7 @@ def build_pipeline(num_clients_default: int = DEFAULT_NUM_CLIENTS):
         norm: str = "none",
         fedprox_mu: float = 0.0,
         class_weights: str = "none",
+        update_dtype: str = "float32",
         aggregator_port: int = 8080,
         strategy: str = "fedavg",
         min_clients: int = 0,
@@ -116,7 +117,7 @@ def build_pipeline(num_clients_default: int = DEFAULT_NUM_CLIENTS):
                     seed=seed, model=model, model_width=model_width, model_depth=model_depth,
                     norm=norm, local_epochs=local_epochs, batch_size=batch_size,
                     learning_rate=learning_rate, fedprox_mu=fedprox_mu,
-                    class_weights=class_weights,
+                    class_weights=class_weights, update_dtype=update_dtype,
                 )
                 # A data volume is optional, and mounting an empty claim name would fail.
                 with dsl.If(data_pvc != "", name="with-data-volume"):

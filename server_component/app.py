@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import io
 import math
 import threading
 
@@ -15,7 +14,9 @@ from werkzeug.wsgi import wrap_file
 from server_component import wire
 from server_component.coordinator import RoundCoordinator
 from server_component.errors import MalformedRequest, PayloadTooLarge, ProtocolError, Unauthorized
+from server_component.memory_reader import MemoryReader
 from server_component.observability import metrics_text, status_page
+from server_component.safetensors_io import read_exactly
 
 DEFAULT_MAX_UPDATE_BYTES = 1024 * 1024 * 1024
 MAX_LONG_POLL_S = 120.0
@@ -88,8 +89,8 @@ def create_app(
     @app.post("/v1/update")
     def update():
         with ingest:
-            body = _read_body(max_update_bytes)
-            outcome = coordinator.submit_update(wire.decode(body), body_size=len(body))
+            outcome = coordinator.submit_update(_update_message(max_update_bytes),
+                                                body_size=request.content_length)
         return jsonify({"status": outcome}), 202 if outcome == "accepted" else 200
 
     @app.post("/v1/done")
@@ -107,31 +108,37 @@ def create_app(
     return app
 
 
-def _read_body(limit: int) -> bytes:
+def _checked_length(limit: int) -> int:
     length = request.content_length
     if length is None:
         raise MalformedRequest("Content-Length is required")
     if length > limit:
         raise PayloadTooLarge(f"body of {length} bytes exceeds the limit of {limit} bytes")
-    return _read_exactly(request.stream, length)
+    return length
 
 
-def _read_exactly(stream, length: int) -> bytearray:
+def _read_body(limit: int) -> bytearray:
     """The body read straight into one buffer of its size (no chunk list, no join copy)."""
-    body = bytearray(length)
-    view, filled = memoryview(body), 0
-    while filled < length:
-        count = stream.readinto(view[filled:])
-        if not count:
-            raise MalformedRequest(f"body ended after {filled} of {length} bytes")
-        filled += count
+    body = bytearray(_checked_length(limit))
+    read_exactly(request.stream, memoryview(body))
     return body
 
 
+def _update_message(limit: int) -> wire.Message | wire.StreamedMessage:
+    """An update left where the server spooled it (waitress: a temp file past 512 KiB), read
+    a chunk at a time; in memory only where the server's input stream cannot seek."""
+    length = _checked_length(limit)
+    stream = request.environ.get("wsgi.input")
+    seekable = getattr(stream, "seekable", None)
+    if seekable is not None and seekable():
+        return wire.StreamedMessage(stream, length)
+    return wire.decode(_read_body(limit))
+
+
 def _binary_response(body: bytes) -> Response:
-    """Stream ``body`` through the server's file wrapper: waitress then sends from it in
-    blocks instead of first copying a model-sized chunk into its spill-to-disk buffers."""
-    blocks = wrap_file(request.environ, io.BytesIO(body), buffer_size=RESPONSE_BLOCK)
+    """Stream ``body`` through the server's file wrapper: waitress then sends straight from
+    it instead of first copying a model-sized chunk into its spill-to-disk buffers."""
+    blocks = wrap_file(request.environ, MemoryReader(body), buffer_size=RESPONSE_BLOCK)
     response = Response(blocks, mimetype=wire.CONTENT_TYPE, direct_passthrough=True)
     response.content_length = len(body)
     return response

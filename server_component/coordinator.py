@@ -132,18 +132,22 @@ class RoundCoordinator:
                  " keeps_all_updates=true" if self.strategy.keeps_all_updates else "")
         return True
 
-    def submit_update(self, message: wire.Message, body_size: int = 0) -> str:
-        """Fold one client's update into the open round; 'accepted' or 'duplicate'."""
+    def submit_update(self, message: wire.Message | wire.StreamedMessage,
+                      body_size: int = 0) -> str:
+        """Fold one client's update into the open round; 'accepted' or 'duplicate'.
+
+        Everything that can refuse the update (metadata, layout, NaN/Inf, round, conflicting
+        duplicate) is checked before its first value is added, so a refused update leaves
+        the round exactly as it was; a streamed message is read twice for that."""
         meta = wire.parse_update_meta(message.metadata)
         self._check_client(meta.client_id)
-        digest = wire.content_digest(message)
-        spec = self._spec  # fixed once set: validate outside the lock
-        if spec is not None:
-            spec.check(message.tensors)
+        with self._cond:
+            self._require_open_round(meta.round)  # a stale round is refused before any read
+            spec = self._spec
+        spec.check_layout(message.layout)
+        digest = wire.content_digest(message, inspect=spec.check_finite)
         with self._cond:
             open_round = self._require_open_round(meta.round)
-            if spec is None:  # the init landed while we were validating: check now
-                self._spec.check(message.tensors)
             previous = open_round.digests.get(meta.client_id)
             if previous is not None:
                 if previous != digest:
@@ -151,7 +155,7 @@ class RoundCoordinator:
                                         f"update for round {meta.round}")
                 self.counters.updates_duplicate += 1
                 return "duplicate"
-            open_round.accumulator.add(message.tensors, meta.num_examples)
+            self._fold(open_round.accumulator, message, meta.num_examples)
             open_round.digests[meta.client_id] = digest
             open_round.examples[meta.client_id] = meta.num_examples
             open_round.metrics[meta.client_id] = meta.metrics
@@ -163,6 +167,13 @@ class RoundCoordinator:
             if len(open_round.digests) == self.num_clients:
                 self._close_round(open_round)
             return "accepted"
+
+    @staticmethod
+    def _fold(accumulator, message: wire.Message | wire.StreamedMessage, weight: int) -> None:
+        if accumulator.keeps_all_updates:
+            accumulator.add(message.materialize().tensors, weight)
+        else:
+            accumulator.add_chunks(message.layout, message.chunks(), weight)
 
     def submit_done(self, client_id: int, metrics: Mapping[str, float], num_examples: int) -> None:
         self._check_client(client_id)

@@ -44,16 +44,25 @@ class ModelSpec:
     def check(self, tensors: Mapping[str, np.ndarray]) -> None:
         """Raise IncompatibleUpdate unless ``tensors`` match this spec (float16 accepted for any
         float tensor) and are all finite."""
-        if set(tensors) != set(self.tensors):
-            missing = sorted(set(self.tensors) - set(tensors))
-            extra = sorted(set(tensors) - set(self.tensors))
+        self.check_layout({name: (a.shape, a.dtype) for name, a in tensors.items()})
+        for name, array in tensors.items():
+            self.check_finite(name, array)
+
+    def check_layout(self, layout: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+        """Names, shapes and dtypes, as read from a header before any tensor data."""
+        if set(layout) != set(self.tensors):
+            missing = sorted(set(self.tensors) - set(layout))
+            extra = sorted(set(layout) - set(self.tensors))
             raise IncompatibleUpdate(f"tensor names differ: missing {missing}, unexpected {extra}")
         for name, spec in self.tensors.items():
-            array = tensors[name]
-            if array.shape != spec.shape or array.dtype not in (spec.dtype, UPDATE_FLOAT16):
+            shape, dtype = layout[name]
+            if tuple(shape) != spec.shape or dtype not in (spec.dtype, UPDATE_FLOAT16):
                 raise IncompatibleUpdate(
-                    f"tensor {name!r} is {array.dtype}{list(array.shape)}, "
+                    f"tensor {name!r} is {dtype}{list(shape)}, "
                     f"the global model has {spec.dtype}{list(spec.shape)}"
                 )
-            if not all_finite(array):
-                raise IncompatibleUpdate(f"tensor {name!r} holds NaN or Inf values")
+
+    @staticmethod
+    def check_finite(name: str, values: np.ndarray) -> None:
+        if not all_finite(values):
+            raise IncompatibleUpdate(f"tensor {name!r} holds NaN or Inf values")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,15 +109,24 @@ class RunningWeightedSum:
         self.total_weight = 0
 
     def add(self, tensors: Mapping[str, np.ndarray], weight: int) -> None:
+        layout = {name: (a.shape, a.dtype) for name, a in tensors.items()}
+        chunks = ((name, 0, np.ravel(a)) for name, a in tensors.items())
+        self.add_chunks(layout, chunks, weight)
+
+    def add_chunks(self, layout: Mapping[str, tuple[tuple[int, ...], np.dtype]],
+                   chunks: Iterable[tuple[str, int, np.ndarray]], weight: int) -> None:
+        """Fold an update given as (name, first flat index, 1-D values) pieces, as a
+        streamed request body yields them."""
         if weight <= 0:
             raise ValueError(f"weight must be positive, got {weight}")
-        scratch = np.empty(min(CHUNK, max(1, *(a.size for a in tensors.values()))), np.float64)
-        for name, array in tensors.items():
-            acc = self._sums.get(name)
-            if acc is None:
-                acc = self._sums[name] = np.zeros(array.shape, np.float64)
-                self._dtypes[name] = array.dtype
-            add_scaled(acc.reshape(-1), np.ravel(array), weight, scratch)
+        for name, (shape, dtype) in layout.items():
+            if name not in self._sums:
+                self._sums[name] = np.zeros(shape, np.float64)
+                self._dtypes[name] = dtype
+        scratch = np.empty(CHUNK, np.float64)
+        for name, start, values in chunks:
+            flat = self._sums[name].reshape(-1)
+            add_scaled(flat[start:start + values.size], values, weight, scratch)
         self.total_weight += weight
 
     def average(self, dtypes: Mapping[str, np.dtype] | None = None,

@@ -4,12 +4,9 @@ Tensors travel as safetensors bytes; the metadata (round, client id, number of e
 metrics) travels in the safetensors header, all values strings. Tensor names are the model's
 weight names in order (``w000``, ``w001``, ...), zero-padded so that sorting restores order.
 
-Encoding and decoding follow the safetensors format (an 8-byte header length, a JSON header,
-the raw little-endian tensor bytes) without the ``safetensors.numpy`` copies: ``decode``
-returns read-only ``np.frombuffer`` views into the body and ``encode`` copies each tensor
-once, into the body. On a 25M-parameter model those copies were most of the aggregator's
-memory and of its time per update (bench.memory, bench.transport); the tests check both
-directions against the safetensors library byte for byte.
+Bodies are read and written by ``safetensors_io`` without the ``safetensors.numpy`` copies:
+``decode`` returns read-only views into the body, ``encode`` copies each tensor once, and a
+``StreamedMessage`` reads an update from the server's spooled request body a chunk at a time.
 """
 
 from __future__ import annotations
@@ -17,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import numpy as np
 
+from server_component import safetensors_io
 from server_component.errors import IncompatibleUpdate, MalformedRequest
 
 PROTOCOL_VERSION = "1"
@@ -38,12 +35,10 @@ META_NUM_EXAMPLES = "num_examples"
 META_METRICS = "metrics"
 META_PARTITION = "partition"  # optional on init: {"examples": n, "labels": [per-class counts]}
 
-_HEADER_LEN = struct.Struct("<Q")
-_MAX_HEADER_BYTES = 100 * 1024 * 1024
-_DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I8": np.int8,
-           "I16": np.int16, "I32": np.int32, "I64": np.int64, "U8": np.uint8,
-           "U16": np.uint16, "U32": np.uint32, "U64": np.uint64, "BOOL": np.bool_}
-_DTYPE_NAMES = {np.dtype(t): name for name, t in _DTYPES.items()}
+CHUNK_BYTES = 2 << 20  # streamed updates are read and folded in pieces of this size
+
+Layout = dict[str, tuple[tuple[int, ...], np.dtype]]  # name -> (shape, dtype)
+Chunk = tuple[str, int, np.ndarray]  # tensor name, first flat index, 1-D values
 
 
 @dataclass(frozen=True)
@@ -52,6 +47,21 @@ class Message:
 
     tensors: dict[str, np.ndarray]
     metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def layout(self) -> Layout:
+        return {name: (a.shape, a.dtype) for name, a in self.tensors.items()}
+
+    def chunks(self) -> Iterator[Chunk]:
+        """(name, first flat index, 1-D values) pieces of at most CHUNK_BYTES, name by name."""
+        for name, array in sorted(self.tensors.items()):
+            flat = np.ravel(array)
+            step = max(1, CHUNK_BYTES // max(flat.itemsize, 1))
+            for start in range(0, flat.size, step):
+                yield name, start, flat[start:start + step]
+
+    def materialize(self) -> Message:
+        return self
 
 
 @dataclass(frozen=True)
@@ -91,138 +101,69 @@ def tensors_to_list(tensors: Mapping[str, np.ndarray]) -> list[np.ndarray]:
 def encode(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None) -> bytes:
     """Serialize named tensors and string metadata to safetensors bytes (one copy of each
     tensor, straight into the result)."""
-    return b"".join(_parts(tensors, metadata))
+    return b"".join(safetensors_io.encode_parts(tensors, metadata))
 
 
 def write(handle: BinaryIO, tensors: Mapping[str, np.ndarray],
           metadata: Mapping[str, str] | None = None) -> int:
     """Write what ``encode`` returns to ``handle`` without building it in memory; the size."""
-    return sum(handle.write(part) for part in _parts(tensors, metadata))
-
-
-def _parts(tensors: Mapping[str, np.ndarray],
-           metadata: Mapping[str, str] | None) -> list[bytes | memoryview]:
-    arrays = {name: _little_endian(np.ascontiguousarray(array))
-              for name, array in sorted(tensors.items())}
-    header: dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
-    offset = 0
-    for name, array in arrays.items():
-        dtype = _DTYPE_NAMES.get(array.dtype)
-        if dtype is None:
-            raise ValueError(f"tensor {name!r} has dtype {array.dtype}, which safetensors lacks")
-        header[name] = {"dtype": dtype, "shape": list(array.shape),
-                        "data_offsets": [offset, offset + array.nbytes]}
-        offset += array.nbytes
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-(len(raw) + _HEADER_LEN.size) % 8)  # the format aligns the data to 8 bytes
-    return [_HEADER_LEN.pack(len(raw)), raw,
-            *(memoryview(a).cast("B") for a in arrays.values() if a.size)]
-
-
-def _little_endian(array: np.ndarray) -> np.ndarray:
-    return array.astype(array.dtype.newbyteorder("<")) if array.dtype.byteorder == ">" else array
-
-
-def content_digest(message: Message) -> str:
-    """A digest of what a message says, independent of header key order in its bytes
-    (safetensors writers may order the header differently for the same content)."""
-    digest = hashlib.sha256(json.dumps(message.metadata, sort_keys=True).encode())
-    for name in sorted(message.tensors):
-        array = np.ascontiguousarray(message.tensors[name])
-        digest.update(f"{name}|{array.dtype.str}|{array.shape}".encode())
-        digest.update(memoryview(array).cast("B"))
-    return digest.hexdigest()
-
-
-def _header(body: bytes | memoryview) -> tuple[dict, int]:
-    """The parsed JSON header of a safetensors body and where its data starts."""
-    if len(body) < _HEADER_LEN.size:
-        raise MalformedRequest("body is not safetensors: shorter than its 8-byte header length")
-    (header_len,) = _HEADER_LEN.unpack_from(body)
-    if header_len > min(len(body) - _HEADER_LEN.size, _MAX_HEADER_BYTES):
-        raise MalformedRequest(f"safetensors header length {header_len} exceeds the body")
-    data_start = _HEADER_LEN.size + header_len
-    try:
-        header = json.loads(bytes(body[_HEADER_LEN.size:data_start]))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedRequest(f"safetensors header is not JSON: {exc}") from None
-    if not isinstance(header, dict):
-        raise MalformedRequest("safetensors header is not a JSON object")
-    return header, data_start
-
-
-def read_metadata(body: bytes | memoryview) -> dict[str, str]:
-    """The ``__metadata__`` of a safetensors body, without touching the tensors."""
-    return _metadata(_header(body)[0])
-
-
-def _metadata(header: dict) -> dict[str, str]:
-    metadata = header.get("__metadata__") or {}
-    if not isinstance(metadata, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
-    ):
-        raise MalformedRequest("safetensors __metadata__ must map strings to strings")
-    return metadata
+    return sum(handle.write(part) for part in safetensors_io.encode_parts(tensors, metadata))
 
 
 def decode(body: bytes | bytearray | memoryview) -> Message:
     """Parse a safetensors body into read-only views of it (no tensor bytes are copied);
     raises MalformedRequest on anything that is not valid safetensors."""
-    header, data_start = _header(body)
-    metadata = _metadata(header)
-    entries = sorted(((name, _TensorEntry.parse(name, info))
-                      for name, info in header.items() if name != "__metadata__"),
-                     key=lambda item: item[1].begin)
-    if not entries:
-        raise MalformedRequest("safetensors body holds no tensors")
-    end = 0
-    for name, entry in entries:
-        if entry.begin != end:  # the format has no holes and no overlaps
-            raise MalformedRequest(f"tensor {name!r} data_offsets leave a gap or overlap")
-        end = entry.end
-    if data_start + end != len(body):
-        raise MalformedRequest(f"tensor data is {len(body) - data_start} bytes, "
-                               f"the header describes {end}")
-    tensors = {name: entry.view(body, data_start) for name, entry in entries}
-    return Message(tensors=tensors, metadata=metadata)
+    header = safetensors_io.Header.parse(body, len(body))
+    return Message(header.views(body), header.metadata)
 
 
-@dataclass(frozen=True)
-class _TensorEntry:
-    dtype: np.dtype
-    shape: tuple[int, ...]
-    begin: int
-    end: int
-
-    @classmethod
-    def parse(cls, name: str, info: object) -> _TensorEntry:
-        if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
-            raise MalformedRequest(f"tensor {name!r}: header entry needs "
-                                   "dtype, shape and data_offsets")
-        dtype = _DTYPES.get(info["dtype"]) if isinstance(info["dtype"], str) else None
-        if dtype is None:
-            raise MalformedRequest(f"tensor {name!r}: unsupported dtype {info['dtype']!r}")
-        shape, offsets = info["shape"], info["data_offsets"]
-        if not _ints(shape) or not _ints(offsets) or len(offsets) != 2:
-            raise MalformedRequest(f"tensor {name!r}: shape and data_offsets must be lists of "
-                                   "non-negative integers")
-        entry = cls(np.dtype(dtype).newbyteorder("<"), tuple(shape), offsets[0], offsets[1])
-        expected = math.prod(entry.shape) * entry.dtype.itemsize
-        if entry.end - entry.begin != expected:
-            raise MalformedRequest(f"tensor {name!r}: data_offsets span {entry.end - entry.begin}"
-                                   f" bytes, its dtype and shape need {expected}")
-        return entry
-
-    def view(self, body: bytes | bytearray | memoryview, data_start: int) -> np.ndarray:
-        count = math.prod(self.shape)
-        array = np.frombuffer(body, self.dtype, count, data_start + self.begin)
-        array.flags.writeable = False
-        return array.reshape(self.shape)
+def read_metadata(body: bytes | memoryview) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors body, without touching the tensors."""
+    return safetensors_io.Header.parse(body, len(body)).metadata
 
 
-def _ints(values: object) -> bool:
-    return isinstance(values, list) and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
+class StreamedMessage:
+    """A safetensors body left in a seekable file (the server's spooled request body): the
+    header is parsed at once, the tensors are read a chunk at a time, as often as needed, so
+    no model-sized buffer is allocated to receive an update."""
+
+    def __init__(self, file: BinaryIO, length: int) -> None:
+        self._file, self._start, self._length = file, file.tell(), length
+        prefix = safetensors_io.read_header_bytes(file, length)
+        self._header = safetensors_io.Header.parse(prefix, length)
+        self.metadata = self._header.metadata
+
+    @property
+    def layout(self) -> Layout:
+        return self._header.layout
+
+    def chunks(self) -> Iterator[Chunk]:
+        self._file.seek(self._start + self._header.data_start)
+        return self._header.read_chunks(self._file, CHUNK_BYTES)
+
+    def materialize(self) -> Message:
+        """The whole message in memory (for strategies that keep every update)."""
+        self._file.seek(self._start)
+        body = bytearray(self._length)
+        safetensors_io.read_exactly(self._file, memoryview(body))
+        return decode(body)
+
+
+def content_digest(message: Message | StreamedMessage,
+                   inspect: Callable[[str, np.ndarray], None] | None = None) -> str:
+    """A digest of what a message says, independent of the order of its header and data
+    (safetensors writers differ); ``inspect(name, values)`` sees every chunk on the way."""
+    hashes: dict[str, hashlib._Hash] = {}
+    for name, _start, values in message.chunks():
+        if inspect is not None:
+            inspect(name, values)
+        hashes.setdefault(name, hashlib.sha256()).update(values)
+    digest = hashlib.sha256(json.dumps(message.metadata, sort_keys=True).encode())
+    for name, (shape, dtype) in sorted(message.layout.items()):
+        empty = hashlib.sha256()
+        digest.update(f"{name}|{dtype.str}|{shape}|{hashes.get(name, empty).hexdigest()}"
+                      .encode())
+    return digest.hexdigest()
 
 
 def _int_field(metadata: Mapping[str, str], key: str) -> int:

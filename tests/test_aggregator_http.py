@@ -201,3 +201,26 @@ def test_many_concurrent_clients_each_round_closes_once():
         assert len(agg.coordinator.history) == 3
     finally:
         agg.server.stop()
+
+
+def test_a_streamed_update_with_a_nan_in_its_last_chunk_leaves_the_round_untouched():
+    """Updates are read from the spooled body a chunk at a time; every check runs before the
+    first value is folded, so a late NaN must not leave a partial sum behind."""
+    from tests.conftest import start_aggregator
+    size = 3 * wire.CHUNK_BYTES // 4 + 5  # several chunks of float32
+    agg = start_aggregator(num_clients=2, rounds=1, max_update_bytes=64 << 20)
+    try:
+        base = {"w000": np.zeros(size, np.float32), "w001": np.zeros(2, np.float32)}
+        agg.init(base)
+        poisoned = {"w000": np.ones(size, np.float32), "w001": np.ones(2, np.float32)}
+        poisoned["w000"][-1] = np.nan
+        assert agg.update(0, 1, num_examples=1, weights=poisoned).status_code == 422
+        for cid, value in ((0, 1.0), (1, 4.0)):
+            weights = {"w000": np.full(size, value, np.float32),
+                       "w001": np.full(2, value, np.float32)}
+            assert agg.update(cid, 1, num_examples=1 + 2 * cid, weights=weights)\
+                .status_code == 202
+        final = wire.decode(agg.get("/v1/model", params={"round": 1}).content).tensors
+        np.testing.assert_array_equal(final["w000"], np.full(size, 3.25, np.float32))
+    finally:
+        agg.server.stop()

@@ -1,3 +1,4 @@
+import io
 import json
 import struct
 
@@ -131,3 +132,35 @@ def test_inconsistent_headers_are_malformed(header, data, detail):
         wire.decode(_with_header(header, data))
     with pytest.raises(Exception):  # noqa: B017 - the reference parser refuses them too
         safetensors_load(_with_header(header, data))
+
+
+def _from_chunks(message) -> dict[str, np.ndarray]:
+    out = {name: np.empty(int(np.prod(shape)), dtype) for name, (shape, dtype)
+           in message.layout.items()}
+    for name, start, values in message.chunks():
+        out[name][start:start + values.size] = values
+    return {name: out[name].reshape(message.layout[name][0]) for name in out}
+
+
+def test_a_streamed_body_reads_as_the_decoded_one_in_chunks():
+    big = np.random.default_rng(2).standard_normal(wire.CHUNK_BYTES // 4 * 2 + 3)
+    tensors = {**_sample_tensors(), "big": big.astype(np.float32)}
+    body = safetensors_save(tensors, metadata={"round": "1"})  # the library's data order
+    streamed = wire.StreamedMessage(io.BytesIO(body), len(body))
+    assert streamed.metadata == {"round": "1"}
+    for _ in range(2):  # the aggregator reads an update twice: check, then fold
+        restored = _from_chunks(streamed)
+        for name, array in tensors.items():
+            np.testing.assert_array_equal(restored[name], array)
+    ours = wire.encode(tensors, {"round": "1"})
+    assert wire.content_digest(streamed) == wire.content_digest(wire.decode(body)) \
+        == wire.content_digest(wire.decode(ours))
+    assert wire.content_digest(wire.decode(wire.encode(tensors, {"round": "2"}))) != \
+        wire.content_digest(streamed)
+
+
+def test_a_streamed_body_shorter_than_its_length_is_malformed():
+    body = wire.encode({"w000": np.ones(1000, np.float32)})
+    streamed = wire.StreamedMessage(io.BytesIO(body[:-10]), len(body))
+    with pytest.raises(MalformedRequest, match="ended after"):
+        list(streamed.chunks())
