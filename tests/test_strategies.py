@@ -184,10 +184,23 @@ def test_running_sum_across_chunk_boundaries_equals_the_pure_function():
     for weights, n in results:
         running.add({"w000": weights[0], "w001": weights[1]}, n)
     dtypes = {"w000": np.dtype(np.float32), "w001": np.dtype(np.float32)}
-    streamed = running.average(dtypes, consume=True)
+    streamed = running.average(dtypes)
     for i, ref in enumerate(weighted_average(results)):
         np.testing.assert_array_equal(streamed[f"w{i:03d}"], ref)
-    assert running._sums == {}  # consumed: the sums were freed layer by layer
+
+
+def test_a_reset_sum_reuses_its_buffers_and_forgets_the_last_round():
+    running = RunningWeightedSum()
+    running.add({"w000": np.full(5, 100.0, np.float32)}, 7)
+    buffer = running._sums["w000"]
+    running.reset()
+    results = [([np.full(5, 1.0, np.float32)], 1), ([np.full(5, 4.0, np.float32)], 3)]
+    for weights, n in results:
+        running.add({"w000": weights[0]}, n)
+    assert running._sums["w000"] is buffer
+    out = {"w000": np.empty(5, np.float32)}
+    running.average_into(out)
+    np.testing.assert_array_equal(out["w000"], weighted_average(results)[0])
 
 
 def test_float16_updates_average_into_the_float32_global_model():

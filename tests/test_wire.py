@@ -164,3 +164,11 @@ def test_a_streamed_body_shorter_than_its_length_is_malformed():
     streamed = wire.StreamedMessage(io.BytesIO(body[:-10]), len(body))
     with pytest.raises(MalformedRequest, match="ended after"):
         list(streamed.chunks())
+
+
+def test_encoded_parts_are_the_encoded_body_in_pieces():
+    tensors = _sample_tensors()
+    parts = wire.EncodedParts(tensors, {"round": "4"})
+    whole = wire.encode(tensors, {"round": "4"})
+    assert len(parts) == len(whole)
+    assert bytes(parts) == whole == b"".join(parts) == b"".join(parts)  # iterable twice
