@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,6 +53,21 @@ class AggregatorProcess:
     def _drain(self) -> None:
         for line in self.proc.stdout:
             self.lines.append(line)
+
+    def track_peak(self, interval_s: float = 0.1) -> None:
+        """Keep reading VmHWM until the process exits (it may exit on its own once every
+        client is done, after which /proc no longer reports its memory)."""
+        self.peak_mib = self.rss_mib("VmHWM")
+
+        def sample() -> None:
+            while self.proc.poll() is None:
+                try:
+                    self.peak_mib = max(self.peak_mib, self.rss_mib("VmHWM"))
+                except (OSError, AttributeError):  # exited between poll and read
+                    return
+                time.sleep(interval_s)
+
+        threading.Thread(target=sample, daemon=True).start()
 
     def rss_mib(self, field: str = "VmHWM") -> float:
         """Peak (VmHWM) or current (VmRSS) resident memory of the aggregator, in MiB."""

@@ -90,6 +90,7 @@ def run(num_clients: int, rounds: int) -> dict:
                                    "--token", TOKEN, "--out", str(out),
                                    "--threads", str(num_clients + 8), "--shutdown-grace", "60")
         start_rss = server.rss_mib("VmRSS")
+        server.track_peak()
         ctx = mp.get_context("spawn")
         errors = ctx.Queue()
         started = time.perf_counter()
@@ -99,8 +100,8 @@ def run(num_clients: int, rounds: int) -> dict:
             proc.start()
         for proc in procs:
             proc.join(timeout=900)
-        peak = server.rss_mib("VmHWM")
         exit_code = server.stop(timeout=120)
+        peak = server.peak_mib
         wall = time.perf_counter() - started
         failures = [errors.get() for _ in range(errors.qsize())] if not errors.empty() else []
         failures += [f"client process exit {p.exitcode}" for p in procs if p.exitcode]
@@ -124,7 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     durations = result["durations"]
     completed = result["exit_code"] == 0 and not result["failures"] and \
         len(durations) == args.rounds
-    q = statistics.quantiles(durations, n=10) if len(durations) >= 2 else durations * 9
+    q = (statistics.quantiles(durations, n=10, method="inclusive") if len(durations) >= 2
+         else durations * 9)
     print(markdown_table(
         ["clients", "rounds closed", "round p50 s", "round p90 s", "round max s", "wall s",
          "aggregator start MiB", "aggregator peak MiB", "final test accuracy"],

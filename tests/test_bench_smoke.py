@@ -32,3 +32,40 @@ def test_bench_quality_smoke_through_real_processes():
     assert set(values) == {"federated_auc", "federated_acc", "centralized_auc",
                            "centralized_acc", "gap_auc"}
     assert float(values["federated_acc"]) > 0.8 and float(values["centralized_acc"]) > 0.8
+
+
+def _summary(args, prefix, timeout=600):
+    result = subprocess.run([sys.executable, "-m", *args], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith(prefix)]
+    assert lines, result.stdout
+    return result.stdout, [dict(p.split("=", 1) for p in line.split()[1:]) for line in lines]
+
+
+@pytest.mark.slow
+def test_bench_transport_smoke_runs_every_design_it_can():
+    out, summaries = _summary(
+        ["bench.transport", "--clients", "2", "--params", "20000", "--rounds", "1",
+         "--baseline-rounds", "1", "--designs", "ours,ours-f16,seed,floor"], "transport:")
+    (values,) = summaries
+    assert values["N"] == "2" and values["P"] == "20000"
+    for key in ("ours", "seed_design", "floor"):
+        assert values[key].endswith("s") and float(values[key][:-1]) > 0
+    assert float(values["speedup_vs_seed"]) > 1  # the seed design sleep-polls for 1 s
+    assert values["flower"] == "skipped"  # not asked for
+    assert "ours (float16 updates)" in out
+
+
+@pytest.mark.slow
+def test_bench_training_smoke_compares_the_fl_client_with_plain_keras():
+    _, (values,) = _summary(["bench.training", "--data", "breast_cancer", "--rounds", "2"],
+                            "training:")
+    assert float(values["fl_vs_plain"]) > 0
+    assert 0 <= float(values["fl_round_overhead"]) < 1
+
+
+@pytest.mark.slow
+def test_bench_scale_smoke_completes_with_no_error():
+    _, (values,) = _summary(["bench.scale", "--clients", "4", "--rounds", "2"], "scale:")
+    assert values["completed"] == "yes" and values["errors"] == "0"

@@ -25,14 +25,20 @@ from bench.transport.rounds import DesignResult, RoundPlan
 DESIGNS = ("ours", "ours-f16", "seed", "floor", "flower")
 
 
-def measure_point(plan: RoundPlan, designs: Sequence[str], baseline_rounds: int,
-                  seed_max_params: int) -> dict[str, DesignResult]:
-    baseline = RoundPlan(plan.num_clients, plan.params, baseline_rounds, plan.warmup)
+BASELINES = {"seed": "seed design (KFP sample)", "flower": "Flower 1.42 gRPC"}
+
+
+def measure_point(plan: RoundPlan, designs: Sequence[str], args: argparse.Namespace
+                  ) -> dict[str, DesignResult]:
+    baseline = RoundPlan(plan.num_clients, plan.params, args.baseline_rounds, plan.warmup)
     results: dict[str, DesignResult] = {}
     for design in designs:
         print(f"# N={plan.num_clients} P={plan.params} {design} ...", file=sys.stderr,
               flush=True)
-        if design == "ours":
+        if design in BASELINES and plan.num_clients not in args.baseline_clients:
+            results[design] = DesignResult(BASELINES[design], skipped=(
+                f"N={plan.num_clients} not in --baseline-clients (time budget)"))
+        elif design == "ours":
             results[design] = ours.measure(plan)
         elif design == "ours-f16":
             results[design] = ours.measure(plan, update_dtype="float16")
@@ -40,9 +46,9 @@ def measure_point(plan: RoundPlan, designs: Sequence[str], baseline_rounds: int,
             results[design] = floor.measure(plan)
         elif design == "flower":
             results[design] = flower.measure(baseline)
-        elif plan.params > seed_max_params:
+        elif plan.params > args.seed_max_params:
             results[design] = DesignResult(
-                "seed design (KFP sample)", skipped=f"P > {seed_max_params}: needs ~13.6 s and "
+                BASELINES["seed"], skipped=f"P > {args.seed_max_params}: needs ~13.6 s and "
                 "1.6 GiB per round already at 5 x 1M, growing with N x P")
         else:
             results[design] = seed_design.measure(baseline)
@@ -97,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="timed rounds for the slow baselines (seed design, Flower)")
     parser.add_argument("--designs", default=",".join(DESIGNS),
                         help=f"comma-separated subset of {','.join(DESIGNS)}")
+    parser.add_argument("--baseline-clients", type=_int_list, default=[2, 5],
+                        help="client counts at which the slow baselines run (default 2,5)")
     parser.add_argument("--seed-max-params", type=int, default=1_000_000,
                         help="skip the seed design above this many parameters (memory/time)")
     args = parser.parse_args(argv)
@@ -110,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for params in args.params:
         for num_clients in args.clients:
             plan = RoundPlan(num_clients, params, args.rounds, args.warmup)
-            results = measure_point(plan, designs, args.baseline_rounds, args.seed_max_params)
+            results = measure_point(plan, designs, args)
             rows += table_rows(plan, results)
             lines.append(summary_line(plan, results))
     print(markdown_table(["clients", "params", "design", "median s", "min s", "max s",

@@ -5,6 +5,7 @@ would otherwise pick. Measured only where flwr and its gRPC stack import."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -18,13 +19,25 @@ from bench.transport.rounds import DesignResult, RoundPlan
 GRPC_MAX_MESSAGE = 1 << 30
 
 
+def flower_python() -> str:
+    """The interpreter with Flower and its requirements: ``make flower-venv`` builds
+    .venv-flower apart from the project, whose pins (protobuf, certifi) Flower's contradict."""
+    configured = os.environ.get("FL_FLOWER_PYTHON")
+    if configured:
+        return configured
+    local = REPO_ROOT / ".venv-flower" / "bin" / "python"
+    return str(local) if local.exists() else sys.executable
+
+
 def available() -> str | None:
-    """None when Flower's legacy gRPC path imports, else why not."""
-    try:
-        from flwr.client import start_client  # noqa: F401
-        from flwr.server import start_server  # noqa: F401
-    except Exception as exc:  # any missing piece of its dependency tree
-        return f"flwr not importable ({exc.__class__.__name__}: {exc})"
+    """None when Flower's legacy gRPC path imports in ``flower_python()``, else why not."""
+    probe = subprocess.run(
+        [flower_python(), "-c", "from flwr.server import start_server; "
+                                "from flwr.client import start_client"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    if probe.returncode:
+        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+        return f"flwr not importable with {flower_python()} ({last}); run make flower-venv"
     return None
 
 
@@ -77,7 +90,7 @@ def measure(plan: RoundPlan) -> DesignResult:
     if why_not:
         return DesignResult(name, skipped=why_not)
     port = _free_port()
-    python = [sys.executable, "-c"]
+    python = [flower_python(), "-c"]
     server = subprocess.Popen(
         [*python, "from bench.transport.flower import serve; from bench.transport.rounds "
                   f"import RoundPlan; serve({port}, RoundPlan({plan.num_clients}, "
