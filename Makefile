@@ -11,7 +11,8 @@ KFP_HOST ?=
 SUBMIT_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv compile run-local test test-fast lint bench flower-venv bench-quality upload run clean
+.PHONY: help venv compile run-local test test-fast lint bench flower-venv profile bench-quality \
+	upload run clean
 
 help:
 	@echo "make run-local   set up .venv, compile, run the federated pipeline on this machine"
@@ -20,6 +21,7 @@ help:
 	@echo "make compile     write $(PIPELINE) (NUM_OF_CLIENTS=N sets num_clients' default)"
 	@echo "make bench       run the benchmarks (tables + summary lines, ~12 min)"
 	@echo "make bench-quality  federated vs centralized quality on ../shared/data"
+	@echo "make profile     where the aggregator's time goes (py-spy)"
 	@echo "make upload|run  KFP_HOST=http://... : upload the pipeline / start a run"
 
 venv: $(STAMP)
@@ -58,6 +60,11 @@ bench: $(STAMP)
 	$(PY) -m bench.training
 	$(PY) -m bench.scale --clients 50 --rounds 10
 
+# Where the aggregator's time goes in a 5 x 25M transport round (py-spy, sampling).
+profile: $(STAMP)
+	$(PY) -m pip install --quiet 'py-spy>=0.4,<0.5'
+	$(PY) -m bench.profile
+
 FLOWER_VENV := .venv-flower
 flower-venv: $(FLOWER_VENV)/.installed
 
@@ -75,6 +82,7 @@ bench-quality: $(STAMP)
 	$(PY) -m bench.quality --data $(QUALITY_DATA) --partition iid $(QUALITY_FLAGS)
 	$(PY) -m bench.quality --data $(QUALITY_DATA) --partition dirichlet:0.5 $(QUALITY_FLAGS)
 	$(PY) -m bench.quality --data $(QUALITY_DATA) --partition dirichlet:0.5 --strategy fedprox $(QUALITY_FLAGS)
+	$(PY) -m bench.quality --data $(QUALITY_DATA) --partition iid --update-dtype float16 $(QUALITY_FLAGS)
 	$(PY) -m bench.quality --data breast_cancer --partition iid --clients 5 --rounds 10 \
 		--local-epochs 1 --seed 0 --learning-rate 0.01
 

@@ -31,13 +31,14 @@ def model_weights(params: int, seed: int = 0) -> list[np.ndarray]:
 
 
 class AggregatorProcess:
-    """``python -m server_component`` on a free loopback port; its output is kept."""
+    """``python -m server_component`` on a free loopback port; its output is kept.
+    ``launcher`` prefixes the command (a profiler, as bench.profile does)."""
 
-    def __init__(self, *flags: str) -> None:
+    def __init__(self, *flags: str, launcher: Sequence[str] = ()) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server_component", "--host", "127.0.0.1", "--port", "0",
-             *flags], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True)
+            [*launcher, sys.executable, "-m", "server_component", "--host", "127.0.0.1",
+             "--port", "0", *flags], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         self.url = self._wait_listening()
         threading.Thread(target=self._drain, daemon=True).start()

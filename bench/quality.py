@@ -54,7 +54,8 @@ def run_federated(args: argparse.Namespace, workdir: Path) -> dict:
          "--local-epochs", str(args.local_epochs), "--batch-size", str(args.batch_size),
          "--learning-rate", str(args.learning_rate), "--fedprox-mu", str(mu),
          "--class-weights", args.class_weights, "--width", str(args.width),
-         "--depth", str(args.depth), "--optimizer", args.optimizer, "--norm", args.norm],
+         "--depth", str(args.depth), "--optimizer", args.optimizer, "--norm", args.norm,
+         "--update-dtype", args.update_dtype],
         cwd=REPO_ROOT, env={**os.environ, **CLIENT_ENV}, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True) for cid in range(args.clients)]
     for proc in clients:
@@ -125,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--depth", type=int, default=2, help="MLP layers / CNN blocks")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--norm", choices=("none", "group"), default="none")
+    p.add_argument("--update-dtype", choices=("float32", "float16"), default="float32",
+                   help="dtype of the clients' posted updates (float16 halves the upload)")
     args = p.parse_args(argv)
     if args.data != "breast_cancer" and not Path(args.data).is_file():
         print(f"error: {args.data} not found (see ../shared/data/README.md)", file=sys.stderr)
@@ -135,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      else evaluate_weights(args, federated_run["weights"]))
     centralized = run_centralized(args)
     setting = (f"{Path(args.data).stem} {args.clients} clients {args.partition} "
-               f"{args.strategy} {args.rounds}x{args.local_epochs}")
+               f"{args.strategy} {args.rounds}x{args.local_epochs} {args.update_dtype} updates")
     names = ["auc", "accuracy", "sensitivity", "specificity", "loss"]
     print(markdown_table(["setting", "training", *names], [
         (setting, kind, *(f"{m.get(n, float('nan')):.4f}" for n in names))

@@ -55,6 +55,9 @@ class Message:
 
     def chunks(self) -> Iterator[Chunk]:
         """(name, first flat index, 1-D values) pieces of at most CHUNK_BYTES, name by name."""
+        return _widening(self._slices())
+
+    def _slices(self) -> Iterator[Chunk]:
         for name, array in sorted(self.tensors.items()):
             flat = np.ravel(array)
             step = max(1, CHUNK_BYTES // max(flat.itemsize, 1))
@@ -151,6 +154,21 @@ def read_metadata(body: bytes | memoryview) -> dict[str, str]:
     return safetensors_io.Header.parse(body, len(body)).metadata
 
 
+def _widening(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """float16 chunks as float32 (in one reused buffer): numpy converts half floats in
+    software inside every ufunc loop, so converting each chunk once makes the NaN check and
+    the fold about 3x cheaper. Other dtypes pass through."""
+    scratch = np.empty(0, np.float32)
+    for name, start, values in chunks:
+        if values.dtype == np.float16:
+            if scratch.size < values.size:
+                scratch = np.empty(values.size, np.float32)
+            widened = scratch[:values.size]
+            np.copyto(widened, values)
+            values = widened
+        yield name, start, values
+
+
 class StreamedMessage:
     """A safetensors body left in a seekable file (the server's spooled request body): the
     header is parsed at once, the tensors are read a chunk at a time, as often as needed, so
@@ -168,7 +186,7 @@ class StreamedMessage:
 
     def chunks(self) -> Iterator[Chunk]:
         self._file.seek(self._start + self._header.data_start)
-        return self._header.read_chunks(self._file, CHUNK_BYTES)
+        return _widening(self._header.read_chunks(self._file, CHUNK_BYTES))
 
     def materialize(self) -> Message:
         """The whole message in memory (for strategies that keep every update)."""

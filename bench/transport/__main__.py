@@ -65,7 +65,7 @@ def table_rows(plan: RoundPlan, results: dict[str, DesignResult]) -> list[tuple]
         rows.append((plan.num_clients, plan.params, r.design, f"{r.median:.3f}",
                      f"{min(r.round_times):.3f}", f"{max(r.round_times):.3f}",
                      len(r.round_times), f"{r.wire_bytes_per_round / MIB:.0f}",
-                     f"{r.server_peak_mib:.0f}"))
+                     f"{r.server_peak_mib:.0f}", ""))
     return rows
 
 

@@ -3,6 +3,8 @@ real clients speaking protocol v1 through ``client_component.transport``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from bench.harness import AggregatorProcess, model_weights
@@ -11,22 +13,23 @@ from bench.transport.rounds import DesignResult, RoundPlan, client_loop, run_loc
 TOKEN = "bench"
 
 
-def measure(plan: RoundPlan, update_dtype: str = "float32") -> DesignResult:
+def measure(plan: RoundPlan, update_dtype: str = "float32",
+            launcher: Sequence[str] = ()) -> DesignResult:
     server = AggregatorProcess("--num-clients", str(plan.num_clients),
                                "--rounds", str(plan.total_rounds), "--token", TOKEN,
-                               "--shutdown-grace", "60")
+                               "--shutdown-grace", "60", launcher=launcher)
+    server.track_peak()
     try:
         from client_component.transport import AggregatorClient
         AggregatorClient(server.url, TOKEN).post_init(model_weights(plan.params), 0)
         times, wire_bytes = run_lockstep(plan, _client, server.url, update_dtype)
-        peak = server.rss_mib("VmHWM")
         if server.stop(timeout=120) != 0:
             raise RuntimeError("aggregator failed:\n" + "".join(server.lines[-20:]))
     finally:
         if server.proc.poll() is None:
             server.proc.kill()
     name = "ours" if update_dtype == "float32" else f"ours ({update_dtype} updates)"
-    return DesignResult(name, times, wire_bytes, peak)
+    return DesignResult(name, times, wire_bytes, server.peak_mib)
 
 
 def _client(cid: int, plan: RoundPlan, barrier, queue, url: str, update_dtype: str) -> None:
