@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from pipelines.argument_checks import check_arguments
 from pipelines.local_conditions import evaluate_condition
 from pipelines.local_tasks import (
     LOOPBACK_TASKS,
@@ -38,7 +39,7 @@ from pipelines.parameters import (
     PipelineArgumentError,
     cast_parameters,
     parse_pairs,
-    typed_arguments,
+    with_defaults,
 )
 
 LOCAL_NAMESPACE = "local"
@@ -80,11 +81,12 @@ class LocalRunner:
     # ---- public -------------------------------------------------------------------------
 
     def resolve_arguments(self, arguments: Mapping[str, str]) -> dict[str, Any]:
-        """Pipeline defaults overridden by ``arguments``, typed as the pipeline declares."""
+        """Pipeline defaults overridden by ``arguments``, typed as the pipeline declares and
+        checked (PipelineArgumentError) before anything starts."""
         definitions = self.spec["root"].get("inputDefinitions", {}).get("parameters", {})
-        defaults = {name: d.get("defaultValue") for name, d in definitions.items()}
-        return cast_parameters({**defaults, **typed_arguments(definitions, arguments)},
-                               definitions)
+        values = with_defaults(definitions, arguments)
+        check_arguments(values, local=True)
+        return values
 
     def run(self, arguments: Mapping[str, str] | None = None) -> RunResult:
         values = self.resolve_arguments(dict(arguments or {}))

@@ -48,6 +48,12 @@ def typed_arguments(definitions: Mapping[str, Any], raw: Mapping[str, str]) -> d
     return typed
 
 
+def with_defaults(definitions: Mapping[str, Any], raw: Mapping[str, str]) -> dict[str, Any]:
+    """Every pipeline parameter: its declared default, overridden by ``raw``, all typed."""
+    defaults = {name: d.get("defaultValue") for name, d in definitions.items()}
+    return cast_parameters({**defaults, **typed_arguments(definitions, raw)}, definitions)
+
+
 def parse_pairs(pairs: Sequence[str]) -> dict[str, str]:
     """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``."""
     arguments = {}

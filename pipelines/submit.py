@@ -17,12 +17,14 @@ from pathlib import Path
 
 import requests
 
+from pipelines.argument_checks import check_arguments
 from pipelines.fl_pipeline import PIPELINE_NAME
 from pipelines.parameters import (
     PipelineArgumentError,
     parse_pairs,
     root_parameters,
     typed_arguments,
+    with_defaults,
 )
 
 DEFAULT_PACKAGE = Path("compiled/fl_pipeline.yaml")
@@ -98,7 +100,9 @@ def upload(client, args: argparse.Namespace) -> str:
 
 
 def run(client, args: argparse.Namespace) -> int:
-    arguments = typed_arguments(root_parameters(args.package), parse_pairs(args.arg))
+    definitions = root_parameters(args.package)
+    arguments = typed_arguments(definitions, parse_pairs(args.arg))
+    check_arguments(with_defaults(definitions, parse_pairs(args.arg)))
     result = client.create_run_from_pipeline_package(
         str(args.package), arguments=arguments, run_name=args.run_name,
         experiment_name=args.experiment, namespace=args.namespace, enable_caching=False,

@@ -46,11 +46,14 @@ def test_three_clients_two_rounds_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_a_failing_client_stops_the_run_and_the_exit_task_still_runs(tmp_path):
+    # The path exists (argument checks pass) but is no .npz: the clients fail at run time.
+    corrupt = tmp_path.parent / f"{tmp_path.name}-corrupt.npz"
+    corrupt.write_bytes(b"not a zip archive")
     result = local_run(tmp_path, "--arg", "num_clients=2", "--arg", "rounds=1",
-                       "--arg", "dataset=npz", "--arg", "data_uri=/nonexistent/data.npz")
+                       "--arg", "dataset=npz", "--arg", f"data_uri={corrupt}")
     assert result.returncode == 1
     assert "FAILED: task client-" in result.stdout
-    assert "data not found: '/nonexistent/data.npz'" in result.stdout
+    assert f"{corrupt}: not a readable .npz file" in result.stdout
     assert "Traceback" not in result.stderr
     assert "would delete Service fl-" in result.stdout  # teardown ran after the failure
     [run_dir] = list(tmp_path.iterdir())
