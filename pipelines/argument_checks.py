@@ -67,20 +67,16 @@ def _port(values: Mapping[str, Any]) -> str | None:
     return f"aggregator_port must be in 1..65535, got {port}"
 
 
-def _strategy(values: Mapping[str, Any]) -> str | None:
-    try:
-        parse_strategy(values.get("strategy", "fedavg"))
-    except StrategyError as exc:
-        return f"strategy: {exc}"
-    return None
-
-
-def _partition(values: Mapping[str, Any]) -> str | None:
-    try:
-        parse_partition(values.get("partition", "iid"))
-    except PartitionError as exc:
-        return f"partition: {exc}"
-    return None
+def _parses(name: str, parse: Callable[[str], object], error: type[Exception],
+            default: str) -> Callable[[Mapping], str | None]:
+    """The parser the component uses accepts the value (its error names what it accepts)."""
+    def check(values: Mapping[str, Any]) -> str | None:
+        try:
+            parse(values.get(name, default))
+        except error as exc:
+            return f"{name}: {exc}"
+        return None
+    return check
 
 
 def _model(values: Mapping[str, Any]) -> str | None:
@@ -128,6 +124,8 @@ _CHECKS: tuple[Callable[[Mapping[str, Any]], str | None], ...] = (
     _at_least("image_size", 8), _at_least("model_width", 1), _at_least("model_depth", 1),
     _at_least("fedprox_mu", 0), _at_least("round_timeout", 0), _min_clients, _port,
     _one_of("dataset", DATASETS), _one_of("class_weights", ("none", "balanced")),
-    _one_of("update_dtype", UPDATE_DTYPES), _strategy, _partition, _model, _data_uri,
+    _one_of("update_dtype", UPDATE_DTYPES),
+    _parses("strategy", parse_strategy, StrategyError, "fedavg"),
+    _parses("partition", parse_partition, PartitionError, "iid"), _model, _data_uri,
     _checkpoint_size,
 )
