@@ -103,13 +103,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     # Imported after validation so that a bad flag fails fast, without loading TensorFlow.
-    from client_component.federated_client import run_client
+    from client_component.federated_client import OutOfStep, run_client
+    from client_component.transport import AggregatorError, AggregatorUnreachable
 
     try:
         run_client(config)
     except (DatasetError, PartitionError) as exc:
         print(f"client {args.client_id}: {exc}", file=sys.stderr)
         return 2
+    except (AggregatorUnreachable, AggregatorError, OutOfStep) as exc:
+        # Exit 1 (not 2): the task may succeed when KFP retries it.
+        print(f"client {args.client_id}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

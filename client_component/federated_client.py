@@ -11,8 +11,9 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import requests
@@ -23,6 +24,7 @@ from server_component import wire
 
 log = logging.getLogger("client_component")
 MAX_RESYNCS_WITHOUT_PROGRESS = 20
+T = TypeVar("T")
 
 
 class Learner(Protocol):
@@ -87,10 +89,12 @@ def federate(learner: Learner, aggregator: AggregatorClient, config: ClientConfi
              ) -> dict[str, float]:
     """The whole protocol; returns the final global model's metrics on the test split."""
     aggregator.wait_ready(config.connect_timeout_s)
-    aggregator.post_init(learner.get_weights(), config.client_id,
-                         getattr(learner, "partition_stats", None))
+    stats = getattr(learner, "partition_stats", None)
+    _retrying(aggregator, config, "init",
+              lambda: aggregator.post_init(learner.get_weights(), config.client_id, stats))
     _train_all_rounds(learner, aggregator, config)
-    learner.set_weights(aggregator.fetch_model(config.rounds))
+    learner.set_weights(_retrying(aggregator, config, "final model",
+                                  lambda: aggregator.fetch_model(config.rounds)))
     num_test, final = learner.evaluate_test()
     try:
         aggregator.post_done(config.client_id, {f"test_{k}": v for k, v in final.items()},
@@ -102,11 +106,31 @@ def federate(learner: Learner, aggregator: AggregatorClient, config: ClientConfi
     return final
 
 
+def _retrying(aggregator: AggregatorClient, config: ClientConfig, what: str,
+              call: Callable[[], T]) -> T:
+    """``call`` again after a lost connection (once the aggregator answers again); for calls
+    that are idempotent: an init after the first is ignored, a model fetch only reads."""
+    for attempt in range(1, MAX_RESYNCS_WITHOUT_PROGRESS + 1):
+        try:
+            return call()
+        except requests.RequestException as exc:
+            if attempt == MAX_RESYNCS_WITHOUT_PROGRESS:
+                raise OutOfStep(f"client {config.client_id}: {what} failed {attempt} times, "
+                                f"last: {exc}") from exc
+            log.warning("client=%d %s lost (%s): retrying", config.client_id, what, exc)
+            aggregator.wait_ready(config.connect_timeout_s)
+    raise AssertionError("unreachable")
+
+
 def _train_all_rounds(learner: Learner, aggregator: AggregatorClient,
                       config: ClientConfig) -> None:
     started, round_, last, resyncs = time.monotonic(), 1, None, 0
     while round_ <= config.rounds:
         try:
+            if resyncs:
+                round_ = _resync(aggregator, learner, config, last)
+                if round_ > config.rounds:
+                    break
             # While waiting, check the aggregator still has the update this version needs.
             check = functools.partial(_ensure_reported, aggregator, config, last)
             learner.set_weights(aggregator.fetch_model(round_ - 1, on_wait=check))
@@ -120,7 +144,8 @@ def _train_all_rounds(learner: Learner, aggregator: AggregatorClient,
             round_, resyncs = round_ + 1, 0
         except (AggregatorError, requests.RequestException) as exc:
             # A 409 (out of step) or a transport failure (the aggregator restarting: refused
-            # or dropped connections, bodies cut short) both mean: ask where the run is.
+            # or dropped connections, bodies cut short) both mean: ask where the run is,
+            # at the top of the loop, where a failure while asking counts the same way.
             if isinstance(exc, AggregatorError) and exc.status != 409:
                 raise
             resyncs += 1
@@ -128,7 +153,6 @@ def _train_all_rounds(learner: Learner, aggregator: AggregatorClient,
                 raise OutOfStep(f"client {config.client_id} could not catch up: {exc}") from exc
             log.warning("client=%d out of step at round %d (%s): resynchronising",
                         config.client_id, round_, exc)
-            round_ = _resync(aggregator, learner, config, last)
 
 
 def as_update_dtype(weights: list[np.ndarray], dtype: str) -> list[np.ndarray]:

@@ -18,7 +18,7 @@ from server_component.coordinator import RoundCoordinator, format_round
 from server_component.env_args import add_env_flag as flag
 from server_component.env_args import require
 from server_component.memory import pin_mmap_threshold
-from server_component.outputs import write_outputs
+from server_component.outputs import ensure_writable, write_outputs
 from server_component.serve import AggregatorServer
 from server_component.strategies import STRATEGIES, StrategyError, parse_strategy
 
@@ -67,6 +67,19 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     require(parser, checks)
 
 
+def require_writable_dirs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Fail before the clients spend a whole run training when the results could not be
+    kept: every output directory must exist (or be creatable) and take a file."""
+    for flag_name, directory in (("--out", args.out), ("--checkpoint-dir", args.checkpoint_dir)):
+        if not directory:
+            continue
+        try:
+            ensure_writable(directory)
+        except OSError as exc:
+            parser.exit(2, f"error: {flag_name} {directory} is not a writable directory: "
+                           f"{exc.strerror or exc}\n")
+
+
 def build_coordinator(args: argparse.Namespace, parser: argparse.ArgumentParser):
     try:
         strategy = parse_strategy(args.strategy)
@@ -90,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     validate(args, parser)
+    require_writable_dirs(args, parser)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s aggregator %(message)s",
                         stream=sys.stdout, force=True)
     pin_mmap_threshold()
@@ -112,7 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for record in coordinator.history:
         log.info("event=summary %s", format_round(record, args.rounds))
     if args.out:
-        write_outputs(args.out, coordinator)
+        try:
+            write_outputs(args.out, coordinator)
+        except OSError as exc:
+            # Out of space or the volume gone: say where, keep the checkpoint as it is.
+            log.error("event=failed cannot write outputs to %s: %s", args.out, exc)
+            return 1
         log.info("event=outputs_written out=%s", args.out)
     if coordinator.failure:
         log.error("event=failed %s", coordinator.failure)

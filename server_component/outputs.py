@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from server_component.coordinator import RoundCoordinator
@@ -36,9 +37,25 @@ def write_outputs(out_dir: str | os.PathLike, coordinator: RoundCoordinator) -> 
     return summary
 
 
+def ensure_writable(directory: str | os.PathLike) -> None:
+    """Create ``directory`` if needed and prove a file can be written there (OSError if not)."""
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path):
+        pass
+
+
 def _write_round_metrics(path: Path, coordinator: RoundCoordinator) -> None:
-    metric_names = sorted({name for r in coordinator.history for name in r.metrics})
     tmp = path.with_suffix(".tmp")
+    try:
+        _write_csv(tmp, coordinator)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_csv(tmp: Path, coordinator: RoundCoordinator) -> None:
+    metric_names = sorted({name for r in coordinator.history for name in r.metrics})
     with tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["round", "clients", "missing", "num_examples", "duration_s",
@@ -49,10 +66,12 @@ def _write_round_metrics(path: Path, coordinator: RoundCoordinator) -> None:
                 f"{r.duration_s:.3f}",
                 *(r.metrics.get(name, "") for name in metric_names),
             ])
-    os.replace(tmp, path)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind

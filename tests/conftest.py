@@ -73,3 +73,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# The reliability table (tests/reliability_report.py): one row per test marked reliability.
+from tests.reliability_report import observe, record_outcome, write_table  # noqa: E402,F401
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    record_outcome(item, report)
+    return report
+
+
+def pytest_terminal_summary(terminalreporter):
+    write_table(terminalreporter)

@@ -33,8 +33,12 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("arg, message", BAD)
-def test_the_local_runner_refuses_before_starting_anything(tmp_path, capsys, arg, message):
+@pytest.mark.reliability(
+    scenario="bad pipeline argument", expected="exit 2 before anything starts: one line "
+    "naming the parameter and what it accepts; no run directory, no process")
+@pytest.mark.parametrize("arg, message", BAD, ids=[arg for arg, _ in BAD])
+def test_the_local_runner_refuses_before_starting_anything(tmp_path, capsys, arg, message,
+                                                           observe):
     runs = tmp_path / "runs"
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     code = local_run.main(["--pipeline", str(PACKAGE), "--runs-dir", str(runs), "--arg", arg])
@@ -45,6 +49,7 @@ def test_the_local_runner_refuses_before_starting_anything(tmp_path, capsys, arg
     assert not runs.exists()  # no half-written outputs
     after = {p.pid for p in psutil.Process().children(recursive=True)}
     assert after <= before  # nothing started
+    observe(f"exit 2: {err.strip()[:110]}")
 
 
 def test_a_missing_local_data_path_is_named(tmp_path, capsys):
@@ -65,13 +70,19 @@ def test_every_problem_is_reported_at_once():
     assert all(name in message for name in ("num_clients", "rounds", "strategy"))
 
 
-def test_submit_refuses_before_any_run_is_created(capsys):
+@pytest.mark.reliability(
+    scenario="bad argument to the submit CLI (num_clients=0)",
+    expected="exit 2 with one line; no run is created on the KFP backend")
+def test_submit_refuses_before_any_run_is_created(capsys, observe):
     with HttpRecorder(kfp_api(existing_pipeline=False)) as api:
         code = submit.main(["--host", api.url, "run", "--package", str(PACKAGE),
                             "--arg", "num_clients=0"])
     assert code == 2
-    assert "num_clients must be at least 1, got 0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "num_clients must be at least 1, got 0" in err
     assert not [r for r in api.requests if r.path == "/apis/v2beta1/runs"]
+    observe(f"exit 2: {err.strip()[:90]}; requests sent: "
+            f"{sorted({r.method + ' ' + r.path for r in api.requests})}")
 
 
 def test_the_defaults_pass():

@@ -5,6 +5,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import pytest
 import requests
 
 from server_component import wire
@@ -22,7 +23,10 @@ def aggregator_with(token: str) -> Aggregator:
     return agg
 
 
-def test_two_runs_at_once_never_cross():
+@pytest.mark.reliability(
+    scenario="two runs at once; a client of run A calls run B",
+    expected="401 for update, model and status; nothing reaches run B")
+def test_two_runs_at_once_never_cross(observe):
     run_a, run_b = aggregator_with("token-of-run-a"), aggregator_with("token-of-run-b")
     try:
         assert run_a.init().status_code == 202 and run_b.init().status_code == 202
@@ -38,16 +42,21 @@ def test_two_runs_at_once_never_cross():
             response = call()
             assert response.status_code == 401
             assert response.json()["error"] == "unauthorized"
+            observe(f"{response.request.method} {response.request.path_url.split('?')[0]} "
+                    f"-> {response.status_code}")
         assert run_a.update(0, 1).status_code == 202
         assert run_b.coordinator.status()["reported"] == []
         assert run_b.coordinator.counters.updates_accepted == 0
         assert run_a.coordinator.status()["reported"] == [0]
+        observe("run B accepted 0 updates; run A's own update accepted")
     finally:
         run_a.server.stop()
         run_b.server.stop()
 
 
-def test_a_pickle_payload_is_refused_and_changes_nothing():
+@pytest.mark.reliability(scenario="pickle payload as init and as update",
+                         expected="400 malformed; the aggregator's state unchanged")
+def test_a_pickle_payload_is_refused_and_changes_nothing(observe):
     agg = aggregator_with("t")
     try:
         payload = pickle.dumps(small_weights())
@@ -58,11 +67,14 @@ def test_a_pickle_payload_is_refused_and_changes_nothing():
         assert response.status_code == 400
         assert response.json()["error"] == "malformed"
         assert agg.coordinator.status() == before
+        observe(f"update -> {response.status_code} {response.json()['error']}; state unchanged")
     finally:
         agg.server.stop()
 
 
-def test_the_token_appears_in_no_page_metric_or_status():
+@pytest.mark.reliability(scenario="secrets in what the aggregator shows",
+                         expected="the token appears in no status page, metric or status")
+def test_the_token_appears_in_no_page_metric_or_status(observe):
     token = "tok-" + "x7" * 16
     agg = aggregator_with(token)
     try:
@@ -70,16 +82,21 @@ def test_the_token_appears_in_no_page_metric_or_status():
         agg.update(0, 1)
         shown = [agg.get("/").text, agg.get("/metrics").text, agg.get("/v1/status").text]
         assert all(token not in text for text in shown)
+        observe(f"searched /, /metrics, /v1/status ({sum(map(len, shown))} bytes): "
+                "token absent")
     finally:
         agg.server.stop()
 
 
-def test_nothing_is_ever_unpickled():
+@pytest.mark.reliability(scenario="pickle anywhere in the code",
+                         expected="no np.load(allow_pickle=True), no pickle.load")
+def test_nothing_is_ever_unpickled(observe):
     sources = [p for d in ("server_component", "client_component", "pipelines", "components")
                for p in (REPO_ROOT / d).rglob("*.py")]
     offenders = [str(p) for p in sources if "allow_pickle=True" in p.read_text()
                  or "pickle.load" in p.read_text()]
     assert offenders == []
+    observe(f"{len(sources)} source files searched, 0 offenders")
 
 
 def test_npz_data_is_loaded_without_pickle(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -45,7 +46,11 @@ def test_three_clients_two_rounds_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_failing_client_stops_the_run_and_the_exit_task_still_runs(tmp_path):
+@pytest.mark.reliability(
+    scenario="a client's data is unreadable on every attempt (local runner, compiled YAML)",
+    expected="retries exhausted (1 + 2): the run fails naming the client and the reason; "
+             "the exit task tears down; no process left behind")
+def test_a_failing_client_stops_the_run_and_the_exit_task_still_runs(tmp_path, observe):
     # The path exists (argument checks pass) but is no .npz: the clients fail at run time.
     corrupt = tmp_path.parent / f"{tmp_path.name}-corrupt.npz"
     corrupt.write_bytes(b"not a zip archive")
@@ -61,6 +66,9 @@ def test_a_failing_client_stops_the_run_and_the_exit_task_still_runs(tmp_path):
     assert attempts == 3  # the compiled retry policy: 1 try + 2 retries
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert leftovers.stdout == "", "the aggregator or a client outlived the failed run"
+    [failed] = [line for line in result.stdout.splitlines() if "FAILED: task client-" in line]
+    observe(f"exit 1, {attempts} attempts; {failed.split('; log')[0].strip()}; "
+            f"'{corrupt.name}: not a readable .npz file'; teardown ran; no orphans")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -76,7 +84,11 @@ def test_bad_arguments_fail_before_anything_starts(tmp_path, args, message):
 
 
 @pytest.mark.slow
-def test_aggregator_killed_mid_run_is_retried_and_resumes_from_its_volume(tmp_path):
+@pytest.mark.reliability(
+    scenario="aggregator killed (-9) after round 2 (local runner, compiled YAML)",
+    expected="KFP's retry restarts it; it resumes from the checkpoint on the run's volume; "
+             "rounds 1-6 each closed once; the run succeeds")
+def test_aggregator_killed_mid_run_is_retried_and_resumes_from_its_volume(tmp_path, observe):
     """kill -9 the aggregator after round 2: the compiled retry policy restarts it, it resumes
     from the checkpoint on the run's volume, clients resync, and no round is lost or run twice."""
     proc = subprocess.Popen(
@@ -96,3 +108,38 @@ def test_aggregator_killed_mid_run_is_retried_and_resumes_from_its_volume(tmp_pa
     assert "# attempt 2" in log and "event=resumed version=" in log
     rows = list(csv.DictReader((run_dir / "aggregator" / "round_metrics").open()))
     assert [r["round"] for r in rows] == ["1", "2", "3", "4", "5", "6"]
+    [resumed] = re.findall(r"event=resumed version=\d+ rounds_closed=\d+", log)
+    observe(f"attempt 2 logged '{resumed}'; rounds closed: {[int(r['round']) for r in rows]}")
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(
+    scenario="a client killed (-9) mid-run (local runner, compiled YAML)",
+    expected="KFP's retry restarts it; it rejoins at the current round; every round closes "
+             "with every client; the run succeeds")
+def test_a_client_killed_mid_run_is_retried_and_rejoins(tmp_path, observe):
+    rounds = 12
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.local_run", "--pipeline", str(PIPELINE),
+         "--runs-dir", str(tmp_path), "--arg", "num_clients=3", "--arg", f"rounds={rounds}"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output, killed_after = [], None
+    for line in proc.stdout:
+        output.append(line)
+        closed = re.search(rf"\[aggregator\] round=(\d+)/{rounds} ", line)
+        if closed and killed_after is None:
+            pattern = f"kfp.dsl.executor_main.*{tmp_path}/.*/client-1/"
+            assert subprocess.run(["pkill", "-9", "-f", pattern]).returncode == 0, \
+                "no client-1 process to kill"
+            killed_after = int(closed.group(1))
+    assert proc.wait(timeout=600) == 0, "".join(output)
+    [run_dir] = [p for p in tmp_path.iterdir() if p.is_dir()]
+    log = (run_dir / "logs" / "client-1.log").read_text()
+    assert "# attempt 2" in log
+    rejoined = re.findall(rf"client=1 round=(\d+)/{rounds} ", log.split("# attempt 2")[1])
+    assert rejoined and int(rejoined[0]) > killed_after, log[-3000:]
+    rows = list(csv.DictReader((run_dir / "aggregator" / "round_metrics").open()))
+    assert [(r["round"], r["clients"]) for r in rows] == \
+        [(str(r), "3") for r in range(1, rounds + 1)]
+    observe(f"killed after round {killed_after} closed; attempt 2 trained from round "
+            f"{rejoined[0]} on; all {rounds} rounds closed with 3 clients")

@@ -94,7 +94,11 @@ def run_federation(tmp_path, n=3, rounds=4, flags=(), before_fit=None, on_starte
 
 
 @pytest.mark.slow
-def test_straggler_is_left_behind_then_rejoins_from_the_new_global_model(tmp_path):
+@pytest.mark.reliability(
+    scenario="a straggler past the round deadline (min_clients 2, round timeout 1 s)",
+    expected="the round closes with the quorum; the late update gets 409; the straggler "
+             "carries on in a later round from the new global model")
+def test_straggler_is_left_behind_then_rejoins_from_the_new_global_model(tmp_path, observe):
     def slow_client_2(cid, round_):
         if cid == 2 and round_ == 1:
             time.sleep(2.5)  # the straggler: past round 1's 1 s deadline
@@ -107,10 +111,17 @@ def test_straggler_is_left_behind_then_rejoins_from_the_new_global_model(tmp_pat
     assert "round=1/4 clients=2" in server.output
     # Its late round-1 update was refused (409) and it carried on in a later round.
     assert learners[2].rounds_fitted[0] == 1 and learners[2].rounds_fitted[-1] == 4
+    observe(f"round 1 closed with [0, 1]; the straggler fitted rounds "
+            f"{learners[2].rounds_fitted}")
 
 
 @pytest.mark.slow
-def test_without_quorum_the_aggregator_exits_1_naming_round_and_missing_ids(tmp_path):
+@pytest.mark.reliability(
+    scenario="quorum lost (min_clients 3, one client stuck past the deadline)",
+    expected="the aggregator exits 1 naming the round and the missing ids; every client "
+             "is told (410 run_failed) rather than left hanging")
+def test_without_quorum_the_aggregator_exits_1_naming_round_and_missing_ids(tmp_path,
+                                                                              observe):
     def stuck(cid, round_):
         if cid == 2:
             time.sleep(2)  # past the deadline, within the failed aggregator's linger
@@ -125,10 +136,16 @@ def test_without_quorum_the_aggregator_exits_1_naming_round_and_missing_ids(tmp_
     assert not results and sorted(errors) == [0, 1, 2], errors
     assert all(isinstance(e, AggregatorError) and e.code == "run_failed"
                for e in errors.values()), errors
+    [failure] = re.findall(r"event=run_failed (.*)", server.output)
+    observe(f"exit 1: '{failure[:100]}'; clients {sorted(errors)} got 410 run_failed")
 
 
 @pytest.mark.slow
-def test_kill_9_mid_round_and_restart_resumes_with_identical_final_weights(tmp_path):
+@pytest.mark.reliability(
+    scenario="aggregator killed (-9) mid-round with 2 of 3 updates in memory, restarted",
+    expected="resumes from the checkpoint; lost updates re-sent; no round lost or repeated; "
+             "final weights identical to an uninterrupted run")
+def test_kill_9_mid_round_and_restart_resumes_with_identical_final_weights(tmp_path, observe):
     reference, *_ = run_federation(tmp_path / "ref")
     assert reference.wait() == 0
     expected = (tmp_path / "ref" / "out" / FINAL_WEIGHTS).read_bytes()
@@ -164,3 +181,5 @@ def test_kill_9_mid_round_and_restart_resumes_with_identical_final_weights(tmp_p
     assert (out / FINAL_WEIGHTS).read_bytes() == expected
     # No round was repeated or lost by any client.
     assert all(learner.rounds_fitted == [1, 2, 3, 4] for learner in learners)
+    observe("'event=resumed version=2 rounds_closed=2'; every client fitted rounds "
+            f"{learners[0].rounds_fitted}; final weights byte-identical")

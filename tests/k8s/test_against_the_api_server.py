@@ -94,7 +94,11 @@ def _allowed(cluster, verb: str, resource: str, namespace: str) -> bool:
     return review.create_self_subject_access_review(body).status.allowed
 
 
-def test_the_runner_can_do_exactly_what_the_tasks_do(cluster, run_id, monkeypatch):
+@pytest.mark.reliability(
+    scenario="RBAC: the pipeline runner's ServiceAccount bound by manifests/ (kube-apiserver)",
+    expected="the Service/PVC lifecycle succeeds; deleting pods, reading secrets, listing "
+             "Services and any other namespace are Forbidden")
+def test_the_runner_can_do_exactly_what_the_tasks_do(cluster, run_id, monkeypatch, observe):
     apply_manifests(cluster)
     as_runner(monkeypatch, cluster, run_id)
     k8s_objects.create_service(run_id, cluster.namespace, 8080)  # core_api() from KUBECONFIG
@@ -120,6 +124,7 @@ def test_the_runner_can_do_exactly_what_the_tasks_do(cluster, run_id, monkeypatc
         with pytest.raises(ApiException) as refused:
             call()
         assert refused.value.status == 403
+    observe(f"lifecycle ok; {len(forbidden)} real requests -> 403; 4 access reviews denied")
 
 
 NODE = "fl-test-node"
@@ -199,7 +204,11 @@ def test_each_run_service_selects_only_its_own_aggregator(cluster, two_runs):
     assert _endpoint_ips(cluster, run_b) == {ip_b}
 
 
-def test_the_network_policy_selects_aggregators_and_admits_only_clients(cluster, two_runs):
+@pytest.mark.reliability(
+    scenario="NetworkPolicy from manifests/ (kube-apiserver, two runs' pods)",
+    expected="accepted; selects exactly the aggregator pods and admits only client pods")
+def test_the_network_policy_selects_aggregators_and_admits_only_clients(cluster, two_runs,
+                                                                        observe):
     apply_manifests(cluster)
     policy = next(o for o in manifests(cluster) if o["kind"] == "NetworkPolicy")
     accepted = client.NetworkingV1Api(cluster.api()).read_namespaced_network_policy(
@@ -218,9 +227,14 @@ def test_the_network_policy_selects_aggregators_and_admits_only_clients(cluster,
     [rule] = accepted.spec.ingress
     [peer] = rule._from
     assert pods_matching(peer.pod_selector.match_labels) == clients
+    observe(f"selects {len(aggregators)} aggregator pods of {len(aggregators) + len(clients)};"
+            f" admits the {len(clients)} client pods")
 
 
-def test_the_exit_task_leaves_nothing_of_a_failed_run(cluster, run_id, monkeypatch):
+@pytest.mark.reliability(
+    scenario="teardown after a failed run (exit task, kube-apiserver)",
+    expected="no Service or PVC with the run's label remains")
+def test_the_exit_task_leaves_nothing_of_a_failed_run(cluster, run_id, monkeypatch, observe):
     from components.service import create_checkpoint_volume, create_service, delete_service
 
     apply_manifests(cluster)
@@ -239,3 +253,4 @@ def test_the_exit_task_leaves_nothing_of_a_failed_run(cluster, run_id, monkeypat
         return not services.items and not claims.items
 
     wait_until(nothing_left, what="no object labelled with the run id")
+    observe(f"after delete_service: 0 Services, 0 PVCs labelled {selector}")
