@@ -35,3 +35,32 @@ def class_probabilities(scores: np.ndarray, num_classes: int) -> np.ndarray:
     if num_classes == 2 and scores.shape[-1] == 1:
         return np.hstack([1.0 - scores, scores])
     return scores / scores.sum(axis=1, keepdims=True)
+
+
+ROC_THRESHOLDS = np.round(np.linspace(0.0, 1.0, 101), 2)
+
+
+def count_outcomes(y: np.ndarray, probs: np.ndarray, num_classes: int) -> dict:
+    """What the aggregator sums into the run's confusion matrix and ROC curve: counts only.
+
+    The ROC is counted at fixed thresholds (0.00, 0.01, ..., 1.00) rather than from raw
+    scores, so that no per-example prediction leaves the client; the summed counts give the
+    curve of the pooled test splits at that resolution."""
+    labels = np.arange(num_classes)
+    counts: dict = {"confusion_matrix":
+                    confusion_matrix(y, probs.argmax(axis=1), labels=labels).tolist()}
+    if num_classes == 2:
+        # Predicted positive at threshold t: score >= t. Sorted scores count that in one pass.
+        positives = np.sort(probs[y == 1, 1])
+        negatives = np.sort(probs[y == 0, 1])
+        counts["roc"] = {
+            "thresholds": ROC_THRESHOLDS.tolist(),
+            "tp": _at_or_above(positives, ROC_THRESHOLDS),
+            "fp": _at_or_above(negatives, ROC_THRESHOLDS),
+        }
+    return counts
+
+
+def _at_or_above(sorted_scores: np.ndarray, thresholds: np.ndarray) -> list[int]:
+    return (len(sorted_scores) - np.searchsorted(sorted_scores, thresholds, side="left")
+            ).astype(int).tolist()

@@ -40,6 +40,9 @@ class Learner(Protocol):
     def evaluate_test(self) -> tuple[int, dict[str, float]]:
         """(test examples, metrics of the current weights on them)."""
 
+    # Optional: ``test_counts() -> dict | None``, confusion-matrix and ROC counts on the
+    # test split (client_component.evaluation.count_outcomes), summed by the aggregator.
+
 
 @dataclass(frozen=True)
 class ClientConfig:
@@ -63,6 +66,16 @@ class ClientConfig:
     update_dtype: str = "float32"  # or "float16": half the upload, averaged in float64
     token: str | None = None
     connect_timeout_s: float = 600.0
+
+    def report_settings(self) -> dict:
+        """How this client trains, for the run report (no token, no data location)."""
+        model = self.model
+        return {"dataset": self.dataset, "partition": self.partition, "seed": self.seed,
+                "local_epochs": self.local_epochs, "batch_size": self.batch_size,
+                "model": model.architecture, "model_width": model.width, "model_depth": model.depth,
+                "norm": model.norm, "optimizer": model.optimizer,
+                "learning_rate": model.learning_rate, "fedprox_mu": self.fedprox_mu,
+                "class_weights": self.class_weights, "update_dtype": self.update_dtype}
 
 
 @dataclass(frozen=True)
@@ -90,15 +103,20 @@ def federate(learner: Learner, aggregator: AggregatorClient, config: ClientConfi
     """The whole protocol; returns the final global model's metrics on the test split."""
     aggregator.wait_ready(config.connect_timeout_s)
     stats = getattr(learner, "partition_stats", None)
+    settings = {**config.report_settings(),
+                "framework": getattr(learner, "framework", type(learner).__name__)}
+    architecture = getattr(learner, "architecture", None)
     _retrying(aggregator, config, "init",
-              lambda: aggregator.post_init(learner.get_weights(), config.client_id, stats))
+              lambda: aggregator.post_init(learner.get_weights(), config.client_id, stats,
+                                           settings, architecture))
     _train_all_rounds(learner, aggregator, config)
     learner.set_weights(_retrying(aggregator, config, "final model",
                                   lambda: aggregator.fetch_model(config.rounds)))
     num_test, final = learner.evaluate_test()
+    counts = learner.test_counts() if hasattr(learner, "test_counts") else None
     try:
         aggregator.post_done(config.client_id, {f"test_{k}": v for k, v in final.items()},
-                             num_test)
+                             num_test, counts)
     except (requests.RequestException, AggregatorError) as exc:
         log.warning("client=%d done not acknowledged (%s): the model is final anyway",
                     config.client_id, exc)

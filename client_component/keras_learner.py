@@ -17,7 +17,11 @@ import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
 from client_component.datasets import ImageFiles, load_dataset
-from client_component.evaluation import class_probabilities, classification_metrics
+from client_component.evaluation import (
+    class_probabilities,
+    classification_metrics,
+    count_outcomes,
+)
 from client_component.feeding import image_dataset, predict
 from client_component.local_data import LocalData, client_shard
 from client_component.model import build_model
@@ -59,6 +63,15 @@ class KerasLearner:
         return cls(model, data, training)
 
     @property
+    def architecture(self) -> str:
+        """The model as Keras JSON: with the final weights it becomes the exported .keras."""
+        return self.model.to_json()
+
+    @property
+    def framework(self) -> str:
+        return f"tensorflow {tf.__version__}, keras {keras.__version__}"
+
+    @property
     def partition_stats(self) -> dict:
         """This client's examples and label histogram, reported to the aggregator at init."""
         return self.data.stats
@@ -87,6 +100,13 @@ class KerasLearner:
 
     def evaluate_test(self) -> tuple[int, dict[str, float]]:
         return len(self.data.y_test), self.evaluate(self.data.x_test, self.data.y_test)
+
+    def test_counts(self) -> dict | None:
+        """Confusion-matrix and ROC counts of the current weights on the test split."""
+        if len(self.data.y_test) == 0:
+            return None
+        probs = class_probabilities(predict(self.model, self.data.x_test), self.data.num_classes)
+        return count_outcomes(self.data.y_test, probs, self.data.num_classes)
 
     # ---- internals ------------------------------------------------------------------------
 

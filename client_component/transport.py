@@ -75,10 +75,15 @@ class AggregatorClient:
         return response.json()
 
     def post_init(self, weights: list[np.ndarray], client_id: int,
-                  partition_stats: dict | None = None) -> bool:
+                  partition_stats: dict | None = None, settings: dict | None = None,
+                  architecture: str | None = None) -> bool:
         metadata = {wire.META_CLIENT_ID: str(client_id)}
         if partition_stats:
             metadata[wire.META_PARTITION] = json.dumps(partition_stats, sort_keys=True)
+        if settings:
+            metadata[wire.META_SETTINGS] = json.dumps(settings, sort_keys=True)
+        if architecture:
+            metadata[wire.META_ARCHITECTURE] = architecture
         body = wire.EncodedParts(wire.tensors_from_list(weights), metadata)
         return self._post("/v1/init", body).json()["adopted"]
 
@@ -106,9 +111,12 @@ class AggregatorClient:
         body = wire.EncodedParts(wire.tensors_from_list(weights), meta.to_metadata())
         return self._post("/v1/update", body).json()["status"]
 
-    def post_done(self, client_id: int, metrics: Mapping[str, float], num_examples: int) -> None:
+    def post_done(self, client_id: int, metrics: Mapping[str, float], num_examples: int,
+                  counts: Mapping | None = None) -> None:
         payload = {"client_id": client_id, "metrics": dict(metrics),
                    "num_examples": max(num_examples, 1)}
+        if counts:
+            payload["counts"] = dict(counts)
         response = self.session.post(f"{self.base_url}/v1/done", json=payload,
                                      timeout=self.timeout)
         if not response.ok:

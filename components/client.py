@@ -1,6 +1,7 @@
 """The client task and the fan-out that lists client ids for the ParallelFor."""
 
 from kfp import dsl
+from kfp.dsl import Input, Model, Output
 
 from components.embedding import runtime_component
 from components.runtime import CLIENT_PACKAGES, PYTHON_IMAGE, TENSORFLOW_IMAGE
@@ -59,3 +60,14 @@ def client(
     ])
     if exit_code:
         raise SystemExit(exit_code)
+
+
+@runtime_component(["client_component", "server_component"], base_image=TENSORFLOW_IMAGE,
+                   packages_to_install=CLIENT_PACKAGES)
+def export_model(final_model: Input[Model], keras_model: Output[Model]):
+    """The final global model as a Keras ``model.keras`` (the architecture a client registered
+    with its init, the aggregator's final weights), beside the raw safetensors weights."""
+    from client_component.export import export_keras
+
+    metadata = export_keras(final_model.path, keras_model.path)
+    keras_model.metadata.update({**final_model.metadata, **metadata})

@@ -12,6 +12,9 @@ SERVER_PACKAGES = [
     "numpy>=1.26,<3",
     "safetensors>=0.4.3,<0.9",
     "prometheus-client>=0.20,<1",
+    # The outputs: per-client metrics table and the HTML report's plots.
+    "pandas>=2.1,<3",
+    "matplotlib>=3.8,<4",
 ]
 SERVICE_PACKAGES = ["kubernetes>=30,<31"]
 CLIENT_PACKAGES = [

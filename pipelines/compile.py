@@ -22,8 +22,10 @@ def compile_pipeline(output: Path, num_clients: int, base_image: str | None = No
                          service.delete_service, aggregator.aggregator, client.client_ids]
     for component in python_components if base_image else []:
         component.component_spec.implementation.container.image = base_image
-    if client_image or base_image:
-        client.client.component_spec.implementation.container.image = client_image or base_image
+    for tensorflow_component in (client.client, client.export_model):
+        if client_image or base_image:
+            tensorflow_component.component_spec.implementation.container.image = (
+                client_image or base_image)
     output.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(build_pipeline(num_clients), package_path=str(output))
     return output
@@ -39,8 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base-image", default=None,
                         help="image for every task (a pre-baked image with the runtime deps)")
     parser.add_argument("--client-image", default=None,
-                        help="image for the client tasks only (default: --base-image or "
-                        "tensorflow/tensorflow)")
+                        help="image for the TensorFlow tasks, client and export-model "
+                        "(default: --base-image or tensorflow/tensorflow)")
     args = parser.parse_args(argv)
     try:
         num_clients = args.num_clients if args.num_clients is not None else default_num_clients()

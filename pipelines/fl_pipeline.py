@@ -5,6 +5,7 @@
       create_checkpoint_volume   -> PVC fl-<run id>-checkpoint
       aggregator(token, ...)     -> pod labelled fl-role=aggregator (+ pipeline/runid by KFP),
                                     the volume mounted for checkpoints, retried by KFP
+      export_model(final_model)  -> the final model as Keras model.keras (+ raw weights)
       ParallelFor(client_ids(num_clients), parallelism=0)
           client(url, token, client_id, ...)   (with the data_pvc mounted when one is named)
 """
@@ -15,7 +16,7 @@ import os
 from kfp import dsl, kubernetes
 
 from components.aggregator import aggregator
-from components.client import client, client_ids
+from components.client import client, client_ids, export_model
 from components.service import create_checkpoint_volume, create_service, delete_service
 from server_component.k8s_objects import (
     AGGREGATOR_ROLE,
@@ -107,6 +108,8 @@ def build_pipeline(num_clients_default: int = DEFAULT_NUM_CLIENTS):
             server.set_cpu_request("500m").set_memory_request("1Gi")
             kubernetes.add_pod_label(server, ROLE_LABEL, AGGREGATOR_ROLE)
             kubernetes.mount_pvc(server, pvc_name=volume.output, mount_path=CHECKPOINT_MOUNT)
+            exported = _with_run_identity(export_model(final_model=server.outputs["final_model"]))
+            exported.set_display_name("export-model").set_memory_request("2Gi")
             ids = client_ids(num_clients=num_clients).set_caching_options(False)
             with dsl.ParallelFor(ids.output, parallelism=0) as client_id:
                 settings = dict(

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from pipelines.argument_checks import check_arguments
+from pipelines.live_status import LiveStatus
 from pipelines.local_conditions import evaluate_condition
 from pipelines.local_tasks import (
     LOOPBACK_TASKS,
@@ -74,6 +75,7 @@ class LocalRunner:
                                    .get("deploymentSpec", {}).get("executors", {}))
         self.runs_dir = runs_dir
         self.echo_progress = echo_progress
+        self.status = LiveStatus() if echo_progress else None
         self._failure: str | None = None
         self._outputs: dict[str, dict] = {}
         self._outputs_lock = threading.Lock()
@@ -135,8 +137,10 @@ class LocalRunner:
                     status[name] = "skipped"
                     return
                 display = task.get("taskInfo", {}).get("name", name)
+                artifacts = self._artifact_inputs(task, outputs)
                 outputs[name] = self._run_task(display, suffix, task, params, ctx,
-                                               lambda ref: self._resolve(ref, inputs, outputs))
+                                               lambda ref: self._resolve(ref, inputs, outputs),
+                                               artifacts)
                 status[name] = "succeeded"
             except Exception as exc:  # any failure stops the run; the exit task still runs
                 status[name] = "failed"
@@ -154,7 +158,8 @@ class LocalRunner:
             raise DagFailed("a task in this DAG failed")  # the first failure is in _failure
 
     def _run_task(self, display: str, suffix: str, task: Mapping[str, Any],
-                  params: dict[str, Any], ctx: TaskContext, resolve) -> dict:
+                  params: dict[str, Any], ctx: TaskContext, resolve,
+                  artifacts: Mapping[str, dict] | None = None) -> dict:
         component = self.spec["components"][task["componentRef"]["name"]]
         if "dag" in component:
             return self._run_sub_dag(suffix, task, component, params, ctx)
@@ -174,7 +179,7 @@ class LocalRunner:
             exit_task = (task.get("triggerPolicy", {}).get("strategy")
                          == "ALL_UPSTREAM_TASKS_COMPLETED")
             result = run_container_task(name, container, component, params, env, ctx, retries,
-                                        exit_task=exit_task)
+                                        exit_task=exit_task, input_artifacts=artifacts)
         with self._outputs_lock:
             self._outputs[name] = result
         return result
@@ -210,10 +215,20 @@ class LocalRunner:
     @classmethod
     def _task_inputs(cls, task: Mapping[str, Any], inputs: Mapping[str, Any],
                      outputs: Mapping[str, dict]) -> dict[str, Any]:
-        if task.get("inputs", {}).get("artifacts"):
-            raise NotImplementedError("local runner: artifact inputs are not supported yet")
         return {name: cls._resolve(source, inputs, outputs)
                 for name, source in task.get("inputs", {}).get("parameters", {}).items()}
+
+    @staticmethod
+    def _artifact_inputs(task: Mapping[str, Any], outputs: Mapping[str, dict]
+                         ) -> dict[str, dict]:
+        """Each input artifact as its producer wrote it (uri and metadata)."""
+        found = {}
+        for name, source in task.get("inputs", {}).get("artifacts", {}).items():
+            ref = source.get("taskOutputArtifact")
+            if ref is None:
+                raise NotImplementedError(f"local runner: unsupported artifact source {source}")
+            found[name] = outputs[ref["producerTask"]]["artifacts"][ref["outputArtifactKey"]]
+        return found
 
     @staticmethod
     def _resolve(source: Mapping[str, Any], inputs: Mapping[str, Any],
@@ -240,12 +255,16 @@ class LocalRunner:
         terminate_all(ctx)
 
     def _on_line(self, task: str, line: str) -> None:
+        if self.status is not None and task == "aggregator":
+            self.status.feed(line)
         match = _ROUND_LINE.search(line)
         if match:
             self._progress(f"[{task}] {match.group(1)}")
 
     def _progress(self, line: str) -> None:
-        if self.echo_progress:
+        if self.status is not None:
+            self.status.print_line(line)
+        elif self.echo_progress:
             print(line, flush=True)
 
 
@@ -258,14 +277,21 @@ def free_port() -> int:
 def print_summary(result: RunResult) -> None:
     print(f"\nrun {result.run_id}: {'SUCCEEDED' if result.succeeded else 'FAILED'}")
     aggregator = result.outputs.get("aggregator", {}).get("artifacts", {})
+    exported = result.outputs.get("export-model", {}).get("artifacts", {})
     metrics = aggregator.get("metrics", {}).get("metadata", {})
     if metrics:
         print("final global model on the clients' test splits: "
-              + " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+              + " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())
+                         if k.startswith("test_")))
+        print("run: " + " ".join(f"{k}={v:g}" for k, v in sorted(metrics.items())
+                                 if not k.startswith("test_")))
     print(f"outputs in {result.run_dir}/")
-    for name, artifact in sorted(aggregator.items()):
+    for name, artifact in sorted({**aggregator, **exported}.items()):
         print(f"  {name}: {artifact['uri']}")
     print(f"  logs: {result.run_dir / 'logs'}/")
+    report = aggregator.get("report")
+    if report and Path(report["uri"]).is_file():
+        print(f"HTML report: {report['uri']} (open it in a browser)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -288,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     started = time.monotonic()
     result = runner.run(arguments)
+    if runner.status is not None:
+        runner.status.close()
     print_summary(result)
     print(f"  wall time: {time.monotonic() - started:.1f} s")
     return 0 if result.succeeded else 1

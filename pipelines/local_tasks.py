@@ -26,6 +26,8 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 
 EXECUTOR_INPUT_PLACEHOLDER = "{{$}}"
+# Locally an HTML or Markdown artifact gets its extension, so that a browser opens it as such.
+_SUFFIXES = {"system.HTML": ".html", "system.Markdown": ".md"}
 _QUOTED = re.compile(r"'([^']+)'")
 
 
@@ -53,21 +55,29 @@ class TaskContext:
 
 
 def executor_input(parameters: Mapping[str, Any], component: Mapping[str, Any],
-                   task_dir: Path) -> dict[str, Any]:
+                   task_dir: Path, input_artifacts: Mapping[str, dict] | None = None
+                   ) -> dict[str, Any]:
     """The JSON the KFP launcher hands the executor: inputs, and where outputs go."""
     outputs = component.get("outputDefinitions", {})
+    input_specs = component.get("inputDefinitions", {}).get("artifacts", {})
+    inputs: dict[str, Any] = {"parameterValues": dict(parameters)}
+    if input_artifacts:
+        inputs["artifacts"] = {name: {"artifacts": [{
+            "name": name, "uri": artifact["uri"], "metadata": artifact.get("metadata", {}),
+            "type": {"schemaTitle": input_specs[name]["artifactType"]["schemaTitle"]},
+        }]} for name, artifact in input_artifacts.items()}
     artifacts = {
         name: {"artifacts": [{
             "name": name,
             "type": {"schemaTitle": spec["artifactType"]["schemaTitle"],
                      "schemaVersion": spec["artifactType"].get("schemaVersion", "0.0.1")},
-            "uri": str(task_dir / name),
+            "uri": str(task_dir / (name + _SUFFIXES.get(spec["artifactType"]["schemaTitle"], ""))),
             "metadata": {},
         }]}
         for name, spec in outputs.get("artifacts", {}).items()
     }
     return {
-        "inputs": {"parameterValues": dict(parameters)},
+        "inputs": inputs,
         "outputs": {
             "parameters": {name: {"outputFile": str(task_dir / "parameters" / name)}
                            for name in outputs.get("parameters", {})},
@@ -101,12 +111,12 @@ def field_path_env(platform_executor: Mapping[str, Any], run_id: str,
 
 def run_container_task(name: str, container: Mapping[str, Any], component: Mapping[str, Any],
                        parameters: Mapping[str, Any], env: Mapping[str, str],
-                       ctx: TaskContext, retries: int = 0, exit_task: bool = False
-                       ) -> dict[str, Any]:
+                       ctx: TaskContext, retries: int = 0, exit_task: bool = False,
+                       input_artifacts: Mapping[str, dict] | None = None) -> dict[str, Any]:
     """Run the task (retrying like KFP's retry policy); its output parameters and artifacts.
     After a failure cancelled the run, only an exit task still starts."""
     task_dir = ctx.run_dir / name
-    exec_input = executor_input(parameters, component, task_dir)
+    exec_input = executor_input(parameters, component, task_dir, input_artifacts)
     for art in exec_input["outputs"]["artifacts"].values():
         Path(art["artifacts"][0]["uri"]).parent.mkdir(parents=True, exist_ok=True)
     log_path = ctx.run_dir / "logs" / f"{name}.log"
@@ -179,9 +189,11 @@ def _read_outputs(exec_input: Mapping[str, Any]) -> dict[str, Any]:
         artifact = entry["artifacts"][0]
         artifacts[name] = artifact
         path = Path(artifact["uri"])
-        if artifact.get("metadata") and not path.exists():
-            # Metrics live in MLMD on a cluster; locally they are written beside the others.
-            path.write_text(json.dumps(artifact["metadata"], indent=2, sort_keys=True))
+        if artifact.get("metadata"):
+            # Metadata lives in MLMD on a cluster; locally it is a file: the artifact itself
+            # for metrics (they have no file), a sibling ".metadata.json" for the others.
+            target = path.with_name(path.name + ".metadata.json") if path.exists() else path
+            target.write_text(json.dumps(artifact["metadata"], indent=2, sort_keys=True))
     return {"parameters": params, "artifacts": artifacts}
 
 

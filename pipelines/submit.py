@@ -1,9 +1,15 @@
-"""``python -m pipelines.submit``: upload the pipeline and start runs with ``kfp.Client``.
+"""``python -m pipelines.submit``: upload the pipeline, start and follow runs with
+``kfp.Client``.
 
     python -m pipelines.submit --host URL upload [--package compiled/fl_pipeline.yaml]
     python -m pipelines.submit --host URL run --arg num_clients=7 [--experiment E] [--wait]
+    python -m pipelines.submit --host URL list [--limit 10]
 
-The host comes from ``--host`` or ``KFP_HOST``. Errors are one line and exit 2.
+The host comes from ``--host`` or ``KFP_HOST``. Credentials, as kfp.Client takes them: an
+existing bearer token (``--token``/``KFP_TOKEN``), session cookies (``--cookies``/
+``KFP_COOKIES``, e.g. ``authservice_session=...`` from a browser behind Dex), or, inside the
+cluster, the pod's projected KFP token (``--in-cluster``). Errors are one line and exit 2;
+``run --wait`` exits 1 when the run does not succeed.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import argparse
 import datetime as dt
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +36,9 @@ from pipelines.parameters import (
 
 DEFAULT_PACKAGE = Path("compiled/fl_pipeline.yaml")
 FINAL_OK = "SUCCEEDED"
+FINAL_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
+IN_CLUSTER_TOKEN = "/var/run/secrets/kubeflow/pipelines/token"
+KEY_PARAMETERS = ("num_clients", "rounds", "dataset", "strategy")
 
 
 class SubmitError(RuntimeError):
@@ -42,8 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="KFP API endpoint, e.g. http://localhost:8080 (default: $KFP_HOST)")
     p.add_argument("--namespace", default=os.environ.get("KFP_NAMESPACE"),
                    help="namespace (profile) for multi-user Kubeflow")
-    p.add_argument("--token", default=os.environ.get("KFP_TOKEN"),
-                   help="existing bearer token for the KFP API (default: $KFP_TOKEN)")
+    auth = p.add_mutually_exclusive_group()
+    auth.add_argument("--token", default=os.environ.get("KFP_TOKEN"),
+                      help="existing bearer token for the KFP API (default: $KFP_TOKEN)")
+    auth.add_argument("--cookies", default=os.environ.get("KFP_COOKIES"),
+                      help="session cookies, e.g. 'authservice_session=...' (default: "
+                      "$KFP_COOKIES)")
+    auth.add_argument("--in-cluster", action="store_true",
+                      help=f"inside the cluster: the pod's KFP token ({IN_CLUSTER_TOKEN})")
     sub = p.add_subparsers(dest="command", required=True)
     upload = sub.add_parser("upload", help="upload the pipeline (a new version if it exists)")
     upload.add_argument("--package", type=Path, default=DEFAULT_PACKAGE)
@@ -56,14 +72,40 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--experiment", default="fl-on-kubeflow", help="experiment name")
     run.add_argument("--run-name", default=None)
     run.add_argument("--service-account", default=None)
-    run.add_argument("--wait", action="store_true", help="wait until the run finishes")
+    run.add_argument("--wait", action="store_true",
+                     help="follow the run's state until it ends; exit 1 unless it succeeds")
     run.add_argument("--timeout", type=int, default=3600, help="seconds to wait with --wait")
+    run.add_argument("--poll", type=float, default=10.0, help="seconds between state checks")
+    listing = sub.add_parser("list", help="recent runs: state, duration, key parameters")
+    listing.add_argument("--limit", type=int, default=10)
+    listing.add_argument("--experiment", default=None, help="only this experiment's runs")
     return p
 
 
-def check_reachable(host: str, token: str | None) -> None:
+def auth_headers(args: argparse.Namespace) -> dict[str, str]:
+    """The headers kfp.Client will send for these credentials (for the reachability check)."""
+    if args.in_cluster:
+        return {"Authorization": f"Bearer {in_cluster_token()}"}
+    if args.cookies:
+        return {"Cookie": args.cookies}
+    return {"Authorization": f"Bearer {args.token}"} if args.token else {}
+
+
+def in_cluster_token(path: str | None = None) -> str:
+    path = path or IN_CLUSTER_TOKEN
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise SubmitError(f"--in-cluster: cannot read the KFP token at {path} ({exc.strerror}):"
+                          " is this a pod with the pipelines token volume?") from None
+
+
+def in_cluster_path() -> str:
+    return IN_CLUSTER_TOKEN
+
+
+def check_reachable(host: str, headers: dict[str, str]) -> None:
     """Fail fast with one clear line instead of kfp.Client's retries and tracebacks."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         response = requests.get(f"{host.rstrip('/')}/apis/v2beta1/healthz", headers=headers,
                                 timeout=10)
@@ -72,7 +114,7 @@ def check_reachable(host: str, token: str | None) -> None:
                           f"{type(exc).__name__}") from None
     if response.status_code in (401, 403):
         raise SubmitError(f"Kubeflow Pipelines at {host} refused the credentials "
-                          f"({response.status_code}): pass --token or set KFP_TOKEN")
+                          f"({response.status_code}): pass --token, --cookies or --in-cluster")
     if not response.ok:
         raise SubmitError(f"Kubeflow Pipelines at {host} answered {response.status_code} "
                           "on /apis/v2beta1/healthz: is this the KFP API endpoint?")
@@ -81,8 +123,12 @@ def check_reachable(host: str, token: str | None) -> None:
 def make_client(args: argparse.Namespace):
     import kfp
 
+    credentials = None
+    if args.in_cluster:
+        credentials = kfp.client.ServiceAccountTokenVolumeCredentials(in_cluster_path())
     return kfp.Client(host=args.host, namespace=args.namespace or "kubeflow",
-                      existing_token=args.token)
+                      existing_token=args.token, cookies=args.cookies,
+                      credentials=credentials)
 
 
 def upload(client, args: argparse.Namespace) -> str:
@@ -108,13 +154,64 @@ def run(client, args: argparse.Namespace) -> int:
         experiment_name=args.experiment, namespace=args.namespace, enable_caching=False,
         service_account=args.service_account,
     )
-    print(f"run {result.run_id}: {args.host.rstrip('/')}/#/runs/details/{result.run_id}")
+    print(f"run {result.run_id}: {run_url(args.host, result.run_id)}", flush=True)
     if not args.wait:
         return 0
-    finished = client.wait_for_run_completion(result.run_id, timeout=args.timeout)
-    state = str(finished.state)
-    print(f"run {result.run_id} finished: {state}")
+    state = follow(client, result.run_id, args.timeout, args.poll)
+    print(f"run {result.run_id} finished: {state} {run_url(args.host, result.run_id)}")
     return 0 if state == FINAL_OK else 1
+
+
+def follow(client, run_id: str, timeout: float, poll: float,
+           clock=time.monotonic, sleep=time.sleep) -> str:
+    """Print each state the run goes through until it ends; its final state (or TIMEOUT)."""
+    started, last = clock(), None
+    while True:
+        state = _state(client.get_run(run_id))
+        if state != last:
+            print(f"  {clock() - started:6.0f} s  {state}", flush=True)
+            last = state
+        if state in FINAL_STATES:
+            return state
+        if clock() - started + poll > timeout:
+            print(f"  gave up waiting after {timeout:.0f} s (the run goes on)")
+            return "TIMEOUT"
+        sleep(poll)
+
+
+def list_runs(client, args: argparse.Namespace) -> int:
+    experiment_id = None
+    if args.experiment:
+        experiment_id = client.get_experiment(experiment_name=args.experiment,
+                                              namespace=args.namespace).experiment_id
+    response = client.list_runs(page_size=args.limit, sort_by="created_at desc",
+                                experiment_id=experiment_id, namespace=args.namespace)
+    rows = [_run_row(r) for r in (response.runs or [])]
+    header = ("run id", "name", "state", "created", "duration", "key parameters")
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
+    for row in (header, *rows):
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    if not rows:
+        print("(no runs)")
+    return 0
+
+
+def _run_row(r) -> tuple[str, ...]:
+    params = (r.runtime_config.parameters if r.runtime_config else None) or {}
+    key = " ".join(f"{k}={params[k]}" for k in KEY_PARAMETERS if k in params)
+    created, finished = r.created_at, r.finished_at
+    ended = finished is not None and finished.year > 1970  # unset times come back as 1970
+    duration = f"{(finished - created).total_seconds():.0f} s" if ended and created else "-"
+    return (r.run_id, r.display_name or "-", _state(r),
+            created.strftime("%Y-%m-%d %H:%M") if created else "-", duration, key or "-")
+
+
+def _state(api_run) -> str:
+    return str(getattr(api_run, "state", None) or "PENDING").rsplit(".", 1)[-1]
+
+
+def run_url(host: str, run_id: str) -> str:
+    return f"{host.rstrip('/')}/#/runs/details/{run_id}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,13 +219,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not args.host:
             raise SubmitError("no KFP host: pass --host URL or set KFP_HOST")
-        if not args.package.is_file():
+        if getattr(args, "package", None) and not args.package.is_file():
             raise SubmitError(f"pipeline package {args.package} not found (run `make compile`)")
-        check_reachable(args.host, args.token)
+        check_reachable(args.host, auth_headers(args))
         client = make_client(args)
         if args.command == "upload":
             upload(client, args)
             return 0
+        if args.command == "list":
+            return list_runs(client, args)
         return run(client, args)
     except (SubmitError, PipelineArgumentError) as exc:
         print(f"error: {exc}", file=sys.stderr)

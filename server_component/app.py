@@ -14,6 +14,7 @@ from werkzeug.wsgi import wrap_file
 from server_component import wire
 from server_component.coordinator import RoundCoordinator
 from server_component.errors import MalformedRequest, PayloadTooLarge, ProtocolError, Unauthorized
+from server_component.evaluation_counts import EvaluationCounts
 from server_component.memory_reader import MemoryReader
 from server_component.observability import metrics_text, status_page
 from server_component.safetensors_io import byte_buffer, read_exactly
@@ -85,6 +86,7 @@ def create_app(
         body = coordinator.wait_for_model(version, timeout=wait)
         if body is None:
             return Response(status=204)
+        coordinator.count_model_sent(len(body))
         return _binary_response(body)
 
     @app.post("/v1/update")
@@ -103,7 +105,9 @@ def create_app(
         num_examples = payload.get("num_examples", 1)
         if not _is_int(num_examples) or num_examples < 1:
             raise MalformedRequest("num_examples must be a positive integer")
-        coordinator.submit_done(payload["client_id"], metrics, num_examples)
+        counts = payload.get("counts")
+        coordinator.submit_done(payload["client_id"], metrics, num_examples,
+                                None if counts is None else EvaluationCounts.parse(counts))
         return jsonify({"status": "ok"}), 200
 
     return app

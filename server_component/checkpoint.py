@@ -33,6 +33,9 @@ class RoundRecord:
     metrics: dict[str, float]
     duration_s: float
     missing: list[int] = field(default_factory=list)
+    # Per client (JSON keys are strings): its validation metrics and examples this round.
+    client_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    client_examples: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -42,6 +45,8 @@ class Checkpoint:
     strategy_state: dict[str, np.ndarray]
     history: list[RoundRecord]
     config: dict[str, str | int]
+    # Informative only (for the outputs and report): partitions and the clients' settings.
+    run_info: dict = field(default_factory=dict)
 
 
 def save_checkpoint(directory: str | os.PathLike, checkpoint: Checkpoint) -> Path:
@@ -54,6 +59,7 @@ def save_checkpoint(directory: str | os.PathLike, checkpoint: Checkpoint) -> Pat
         "version": str(checkpoint.version),
         "history": json.dumps([asdict(r) for r in checkpoint.history]),
         "config": json.dumps(checkpoint.config, sort_keys=True),
+        "run_info": json.dumps(checkpoint.run_info, sort_keys=True),
     }
     tmp = target.with_name(f".{target.name}.tmp")
     try:
@@ -81,6 +87,7 @@ def load_checkpoint(directory: str | os.PathLike,
         config = json.loads(metadata["config"])
         history = [RoundRecord(**r) for r in json.loads(metadata["history"])]
         version = int(metadata["version"])
+        run_info = json.loads(metadata.get("run_info", "{}"))
     except Exception as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
     if config != dict(expected_config):
@@ -91,7 +98,7 @@ def load_checkpoint(directory: str | os.PathLike,
         version=version,
         model={k[len(_GLOBAL):]: v for k, v in tensors.items() if k.startswith(_GLOBAL)},
         strategy_state={k[len(_STATE):]: v for k, v in tensors.items() if k.startswith(_STATE)},
-        history=history, config=config,
+        history=history, config=config, run_info=run_info,
     )
 
 

@@ -99,6 +99,14 @@ def build_coordinator(args: argparse.Namespace, parser: argparse.ArgumentParser)
     return coordinator
 
 
+def report_parameters(args: argparse.Namespace, coordinator: RoundCoordinator) -> dict:
+    """The aggregator's settings as the report lists them (never the token)."""
+    return {"run_id": os.environ.get("KFP_RUN_ID", "-"), "num_clients": args.num_clients,
+            "rounds": args.rounds, "min_clients": coordinator.min_clients,
+            "round_timeout_s": args.round_timeout or "none", "strategy": coordinator.strategy.name,
+            "checkpoint_dir": args.checkpoint_dir or "none"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -127,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("event=summary %s", format_round(record, args.rounds))
     if args.out:
         try:
-            write_outputs(args.out, coordinator)
+            write_outputs(args.out, coordinator, report_parameters(args, coordinator))
         except OSError as exc:
             # Out of space or the volume gone: say where, keep the checkpoint as it is.
             log.error("event=failed cannot write outputs to %s: %s", args.out, exc)

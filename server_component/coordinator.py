@@ -8,6 +8,7 @@ block on the condition with timeouts; nothing polls.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -25,6 +26,7 @@ from server_component.errors import (
     RunFailed,
     TrainingFinished,
 )
+from server_component.evaluation_counts import EvaluationCounts, summed
 from server_component.model_spec import ModelSpec
 from server_component.strategies import FedAvg, Strategy
 
@@ -51,11 +53,21 @@ class _OpenRound:
     metrics: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Done:
+    """A client's evaluation of the final model on its test split."""
+
+    num_examples: int
+    metrics: dict[str, float]
+    counts: EvaluationCounts | None = None
+
+
 @dataclass
 class Counters:
     """Monotonic event counts for /metrics (guarded by the coordinator's lock)."""
 
     updates_accepted: int = 0
+    bytes_sent: int = 0  # model bodies served
     updates_duplicate: int = 0
     bytes_received: int = 0
     rounds_closed: int = 0
@@ -98,10 +110,13 @@ class RoundCoordinator:
         self._model_body: bytes | memoryview | None = None
         self._version = -1
         self._open: _OpenRound | None = None
-        self._done: dict[int, tuple[int, dict[str, float]]] = {}
+        self._done: dict[int, _Done] = {}
+        self._started = clock()
         self._failure: str | None = None
         self.history: list[RoundRecord] = []
         self.partitions: dict[int, dict] = {}  # what each client said it holds (informative)
+        self.client_settings: dict = {}  # how the clients train, as the first one said
+        self.architecture = ""  # the adopted init's model, as its framework serialised it
         self.counters = Counters()
 
     @property
@@ -117,14 +132,19 @@ class RoundCoordinator:
         client_id = wire.parse_client_id(message.metadata)
         self._check_client(client_id)
         partition = wire.parse_partition_stats(message.metadata)
+        settings = wire.parse_settings(message.metadata)
+        architecture = message.metadata.get(wire.META_ARCHITECTURE, "")
         spec = ModelSpec.of(message.tensors)
         spec.check(message.tensors)
         with self._cond:
             self._raise_if_failed()
             if partition:
                 self.partitions[client_id] = partition
+            if settings and not self.client_settings:
+                self.client_settings = settings
             if self._version >= 0:
                 return False
+            self.architecture = architecture  # the adopted model's, kept opaque
             self._spec = spec
             self._publish(dict(message.tensors), version=0)
             self._checkpoint()
@@ -176,10 +196,15 @@ class RoundCoordinator:
         else:
             accumulator.add_chunks(message.layout, message.chunks(), weight)
 
-    def submit_done(self, client_id: int, metrics: Mapping[str, float], num_examples: int) -> None:
+    def submit_done(self, client_id: int, metrics: Mapping[str, float], num_examples: int,
+                    counts: EvaluationCounts | None = None) -> None:
         self._check_client(client_id)
         with self._cond:
-            self._done[client_id] = (num_examples, dict(metrics))
+            others = [d.counts for c, d in self._done.items() if d.counts and c != client_id]
+            if counts is not None and not all(counts.compatible(o) for o in others):
+                raise MalformedRequest(f"client {client_id}'s counts have other classes or "
+                                       "ROC thresholds than the other clients'")
+            self._done[client_id] = _Done(num_examples, dict(metrics), counts)
             self._cond.notify_all()
         log.info("event=done client=%d done=%d/%d", client_id, len(self._done), self.num_clients)
 
@@ -190,8 +215,7 @@ class RoundCoordinator:
     def snapshot_counters(self) -> tuple[Counters, dict[str, int], list[float]]:
         with self._cond:
             c = self.counters
-            copy = Counters(c.updates_accepted, c.updates_duplicate, c.bytes_received,
-                            c.rounds_closed)
+            copy = dataclasses.replace(c, rejected={})
             return copy, dict(c.rejected), [r.duration_s for r in self.history]
 
     # ---- time ---------------------------------------------------------------------------
@@ -262,9 +286,33 @@ class RoundCoordinator:
     def final_metrics(self) -> dict[str, float]:
         """Clients' evaluation of the final model, weighted by their test examples."""
         with self._cond:
-            metrics = {cid: m for cid, (_, m) in self._done.items() if m}
-            weights = {cid: n for cid, (n, _) in self._done.items()}
+            metrics = {cid: d.metrics for cid, d in self._done.items() if d.metrics}
+            weights = {cid: d.num_examples for cid, d in self._done.items()}
         return weighted_metrics(metrics, weights) if metrics else {}
+
+    def final_client_metrics(self) -> dict[int, dict[str, float]]:
+        """Each client's own evaluation of the final model on its test split."""
+        with self._cond:
+            return {cid: dict(d.metrics) for cid, d in sorted(self._done.items())}
+
+    def final_client_examples(self) -> dict[int, int]:
+        """How many test examples each client evaluated the final model on."""
+        with self._cond:
+            return {cid: d.num_examples for cid, d in sorted(self._done.items())}
+
+    def final_counts(self) -> EvaluationCounts | None:
+        """The clients' confusion-matrix and ROC counts, summed."""
+        with self._cond:
+            return summed(d.counts for d in self._done.values() if d.counts is not None)
+
+    def count_model_sent(self, num_bytes: int) -> None:
+        with self._cond:
+            self.counters.bytes_sent += num_bytes
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds since this coordinator started (a restarted aggregator counts anew)."""
+        return self._clock() - self._started
 
     def status(self) -> dict:
         with self._cond:
@@ -291,6 +339,10 @@ class RoundCoordinator:
             self._spec = ModelSpec.of(checkpoint.model)
             self.strategy.load_state(checkpoint.strategy_state)
             self.history = list(checkpoint.history)
+            info = checkpoint.run_info
+            self.partitions = {int(c): p for c, p in info.get("partitions", {}).items()}
+            self.client_settings = dict(info.get("settings", {}))
+            self.architecture = info.get("architecture", "")
             self._publish(checkpoint.model, checkpoint.version)
         log.info("event=resumed version=%d rounds_closed=%d", checkpoint.version,
                  len(checkpoint.history))
@@ -336,6 +388,8 @@ class RoundCoordinator:
             num_examples=sum(open_round.examples.values()),
             metrics=weighted_metrics(open_round.metrics, open_round.examples),
             duration_s=self._clock() - open_round.started,
+            client_metrics={str(c): dict(m) for c, m in sorted(open_round.metrics.items())},
+            client_examples={str(c): n for c, n in sorted(open_round.examples.items())},
             missing=[c for c in range(self.num_clients) if c not in open_round.digests],
         )
         self._set_model(self._aggregate(open_round), open_round.number)
@@ -343,14 +397,20 @@ class RoundCoordinator:
         self.history.append(record)
         self.counters.rounds_closed += 1
         self._checkpoint()
-        log.info("event=round_closed %s", format_round(record, self.rounds))
+        elapsed = self.elapsed_s
+        eta = elapsed / self.counters.rounds_closed * (self.rounds - record.round)
+        log.info("event=round_closed %s elapsed_s=%.1f eta_s=%.1f",
+                 format_round(record, self.rounds), elapsed, eta)
 
     def _checkpoint(self) -> None:
         if not self.checkpoint_dir or self._global is None:
             return
         try:
+            run_info = {"partitions": {str(c): p for c, p in self.partitions.items()},
+                        "settings": self.client_settings, "architecture": self.architecture}
             save_checkpoint(self.checkpoint_dir, Checkpoint(
-                self._version, self._global, self.strategy.state(), self.history, self.config))
+                self._version, self._global, self.strategy.state(), self.history, self.config,
+                run_info))
         except OSError as exc:
             # The previous checkpoint is intact (atomic rename); training goes on.
             log.error("event=checkpoint_failed version=%d error=%s", self._version, exc)

@@ -1,4 +1,5 @@
-"""What the aggregator leaves behind: final weights, per-round metrics, a summary."""
+"""What the aggregator leaves behind: final weights, per-round and per-client metrics, the
+summed confusion matrix and ROC counts, a summary and an HTML report."""
 
 from __future__ import annotations
 
@@ -6,24 +7,66 @@ import csv
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
+import pandas as pd
+
 from server_component.coordinator import RoundCoordinator
+from server_component.file_names import (  # noqa: F401 (re-exported: the names of --out)
+    CLIENT_METRICS,
+    EVALUATION,
+    FINAL_WEIGHTS,
+    MODEL_ARCHITECTURE,
+    REPORT,
+    ROUND_METRICS,
+    SUMMARY,
+)
+from server_component.report import ReportData, render_report
 
-FINAL_WEIGHTS = "final_weights.safetensors"
-ROUND_METRICS = "round_metrics.csv"
-SUMMARY = "summary.json"
 
+def write_outputs(out_dir: str | os.PathLike, coordinator: RoundCoordinator,
+                  parameters: Mapping[str, object] | None = None) -> dict:
+    """Write the run's artifacts into ``out_dir``; returns the summary it wrote.
 
-def write_outputs(out_dir: str | os.PathLike, coordinator: RoundCoordinator) -> dict:
-    """Write the run's artifacts into ``out_dir``; returns the summary it wrote."""
+    ``parameters`` are the aggregator's own settings; the report adds the clients' settings
+    (sent with their init) to them."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     final = coordinator.final_model()
     if final is not None:
         _atomic_write(out / FINAL_WEIGHTS, final)
+        if coordinator.architecture:
+            _atomic_write(out / MODEL_ARCHITECTURE, coordinator.architecture.encode())
     _write_round_metrics(out / ROUND_METRICS, coordinator)
-    summary = {
+    _atomic_write(out / CLIENT_METRICS, client_metrics_table(coordinator).to_csv(
+        index=False).encode())
+    counts = coordinator.final_counts()
+    if counts is not None:
+        _atomic_write(out / EVALUATION, json.dumps(counts.to_json(), indent=1).encode())
+    summary = build_summary(coordinator)
+    _atomic_write(out / SUMMARY, json.dumps(summary, indent=2, sort_keys=True).encode())
+    report = ReportData(
+        parameters={**(parameters or {}), **coordinator.client_settings},
+        history=coordinator.history, final_metrics=summary["final_metrics"],
+        client_final_metrics=coordinator.final_client_metrics(),
+        partitions=coordinator.partitions, counts=counts, totals=summary["totals"],
+        error=coordinator.failure)
+    _atomic_write(out / REPORT, render_report(report).encode())
+    return summary
+
+
+def build_summary(coordinator: RoundCoordinator) -> dict:
+    counters, _, _ = coordinator.snapshot_counters()
+    totals = {
+        "rounds_completed": len(coordinator.history),
+        "clients_completed": len(coordinator.final_client_metrics()),
+        "wall_time_s": round(coordinator.elapsed_s, 3),
+        "bytes_received": counters.bytes_received,
+        "bytes_sent": counters.bytes_sent,
+        "bytes_exchanged": counters.bytes_received + counters.bytes_sent,
+    }
+    return {
         "rounds": coordinator.rounds,
         "rounds_completed": len(coordinator.history),
         "num_clients": coordinator.num_clients,
@@ -32,9 +75,24 @@ def write_outputs(out_dir: str | os.PathLike, coordinator: RoundCoordinator) -> 
         "final_metrics": coordinator.final_metrics(),
         "last_round_metrics": coordinator.history[-1].metrics if coordinator.history else {},
         "partitions": [coordinator.partitions[c] for c in sorted(coordinator.partitions)],
+        "client_settings": coordinator.client_settings,
+        "totals": totals,
     }
-    _atomic_write(out / SUMMARY, json.dumps(summary, indent=2, sort_keys=True).encode())
-    return summary
+
+
+def client_metrics_table(coordinator: RoundCoordinator) -> pd.DataFrame:
+    """One row per client and round (its validation metrics and examples), then one per
+    client for the final model (``round`` = final: its test metrics)."""
+    rows = [{"round": str(r.round), "client_id": int(cid),
+             "examples": r.client_examples.get(cid), **metrics}
+            for r in coordinator.history for cid, metrics in r.client_metrics.items()]
+    examples = coordinator.final_client_examples()
+    rows += [{"round": "final", "client_id": cid, "examples": examples[cid], **metrics}
+             for cid, metrics in coordinator.final_client_metrics().items()]
+    columns = ["round", "client_id", "examples"]
+    table = pd.DataFrame(rows, columns=columns + sorted(
+        {k for row in rows for k in row} - set(columns)))
+    return table.astype({"client_id": "Int64", "examples": "Int64"})
 
 
 def ensure_writable(directory: str | os.PathLike) -> None:

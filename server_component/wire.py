@@ -35,6 +35,8 @@ META_ROUND = "round"
 META_NUM_EXAMPLES = "num_examples"
 META_METRICS = "metrics"
 META_PARTITION = "partition"  # optional on init: {"examples": n, "labels": [per-class counts]}
+META_SETTINGS = "settings"  # optional on init: the client's training settings, for the report
+META_ARCHITECTURE = "architecture"  # optional on init: the model as Keras JSON (to_json())
 
 CHUNK_BYTES = 2 << 20  # streamed updates are read and folded in pieces of this size
 
@@ -265,6 +267,11 @@ def _json_object(raw: str | None, key: str) -> dict:
 def parse_partition_stats(metadata: Mapping[str, str]) -> dict:
     """The optional ``partition`` JSON object of an init ({} when absent)."""
     return _json_object(metadata.get(META_PARTITION), META_PARTITION)
+
+
+def parse_settings(metadata: Mapping[str, str]) -> dict:
+    """The optional ``settings`` JSON object of an init ({} when absent)."""
+    return _json_object(metadata.get(META_SETTINGS), META_SETTINGS)
 
 
 def parse_metrics(raw: str | None) -> dict[str, float]:

@@ -75,6 +75,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def _no_aggregator_outlives_its_test():
+    """Aggregator processes a test started (tests/aggregator_process.py) die with it."""
+    yield
+    from tests.aggregator_process import kill_leftovers
+
+    kill_leftovers()
+
+
 # The reliability table (tests/reliability_report.py): one row per test marked reliability.
 from tests.reliability_report import observe, record_outcome, write_table  # noqa: E402,F401
 

@@ -176,6 +176,25 @@ def test_bad_done_bodies_are_400(aggregator, payload):
     assert status(aggregator)["done"] == []
 
 
+def test_done_counts_are_summed_and_mismatched_or_bad_ones_refused(aggregator):
+    def done(cid, counts):
+        return aggregator.http.post(aggregator.url + "/v1/done", timeout=5, json={
+            "client_id": cid, "metrics": {}, "num_examples": 4, "counts": counts})
+
+    two_by_two = {"confusion_matrix": [[3, 1], [0, 4]],
+                  "roc": {"thresholds": [0.0, 0.5, 1.0], "tp": [4, 4, 0], "fp": [4, 1, 0]}}
+    assert done(0, two_by_two).status_code == 200
+    bad = done(1, {"confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]})
+    assert bad.status_code == 400 and "other classes or ROC thresholds" in bad.json()["detail"]
+    assert done(1, {"confusion_matrix": "x"}).json()["error"] == "malformed"
+    assert status(aggregator)["done"] == [0]
+    assert done(1, two_by_two).status_code == 200
+    total = aggregator.coordinator.final_counts().to_json()
+    assert total["confusion_matrix"]["matrix"] == [[6, 2], [0, 8]]
+    assert total["roc"] == {"fpr": [0.0, 0.25, 1.0], "tpr": [0.0, 1.0, 1.0],
+                            "thresholds": [1.0, 0.5, 0.0]}
+
+
 def test_unknown_paths_and_methods_answer_json(aggregator):
     missing = aggregator.get("/v1/nothing")
     assert missing.status_code == 404 and "error" in missing.json()

@@ -13,9 +13,10 @@ import time
 import pytest
 
 from server_component.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from tests.aggregator_process import AggregatorProcess
 from tests.conftest import REPO_ROOT, free_port
 from tests.numpy_learner import NumpyLearner
-from tests.test_resilience import AggregatorProcess, run_federation, start_clients
+from tests.test_resilience import run_federation, start_clients
 
 MAX_BACKOFF_S = 10.0  # AggregatorClient.wait_ready doubles its wait up to this
 

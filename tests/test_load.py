@@ -11,9 +11,11 @@ import psutil
 import pytest
 
 from server_component.outputs import FINAL_WEIGHTS
+from tests.aggregator_process import TOKEN, AggregatorProcess
+from tests.conftest import free_port
 from tests.hostile_load import burst, hostile_requests
 from tests.numpy_learner import NumpyLearner
-from tests.test_resilience import TOKEN, AggregatorProcess, free_port, start_clients
+from tests.test_resilience import start_clients
 
 CLIENTS, ROUNDS, ATTACKED_ROUND = 50, 10, 5
 SHAPES = ((64, 32), (32,))

@@ -6,10 +6,13 @@ import re
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from server_component import wire
 from tests.conftest import REPO_ROOT
+from tests.test_report import check_in_browser
 
 PIPELINE = REPO_ROOT / "compiled" / "fl_pipeline.yaml"
 
@@ -19,6 +22,50 @@ def local_run(runs_dir, *args, timeout=600):
         [sys.executable, "-m", "pipelines.local_run", "--pipeline", str(PIPELINE),
          "--runs-dir", str(runs_dir), *args],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def check_artifacts_as_the_kfp_ui_reads_them(task_dir, clients, rounds, tmp_path):
+    # Metrics: a flat JSON object of numbers (the UI's scalar metrics table).
+    metrics = json.loads((task_dir / "metrics").read_text())
+    assert all(isinstance(v, int | float) for v in metrics.values())
+    assert {"rounds_completed", "clients_completed", "wall_time_s", "bytes_exchanged",
+            "test_loss", "test_accuracy", "test_auc", "test_sensitivity",
+            "test_specificity"} <= set(metrics)
+    assert metrics["clients_completed"] == clients and metrics["bytes_exchanged"] > 0
+    # ClassificationMetrics: the confusion matrix and ROC structures the UI draws.
+    classification = json.loads((task_dir / "classification").read_text())
+    matrix = classification["confusionMatrix"]
+    assert [a["displayName"] for a in matrix["annotationSpecs"]] == ["0", "1"]
+    cells = [row["row"] for row in matrix["rows"]]
+    assert len(cells) == 2 and all(len(row) == 2 for row in cells)
+    roc = classification["confidenceMetrics"]
+    assert len(roc) == 101 and set(roc[0]) == {"confidenceThreshold", "recall",
+                                               "falsePositiveRate"}
+    assert (roc[0]["recall"], roc[-1]["recall"]) == (0.0, 1.0)
+    # Dataset: per client and round, then each client's final evaluation.
+    table = pd.read_csv(task_dir / "client_metrics")
+    assert len(table) == clients * rounds + clients
+    final = table[table["round"] == "final"]
+    assert sorted(final["client_id"]) == list(range(clients))
+    assert sum(map(sum, cells)) == final["examples"].sum()  # every test example counted once
+    # Model: the weights, and metadata the UI lists beside them.
+    model_dir = task_dir / "final_model"
+    assert (model_dir / "final_weights.safetensors").is_file()
+    metadata = json.loads((task_dir / "final_model.metadata.json").read_text())
+    assert metadata["rounds"] == rounds and metadata["clients"] == clients
+    assert metadata["framework"].startswith("tensorflow ")
+    # export-model: a .keras file holding exactly the final weights.
+    import keras
+
+    exported = keras.models.load_model(task_dir.parent / "export-model" / "keras_model" /
+                                       "model.keras")
+    final = wire.tensors_to_list(wire.decode(
+        (model_dir / "final_weights.safetensors").read_bytes()).tensors)
+    assert len(exported.get_weights()) == len(final)
+    for got, want in zip(exported.get_weights(), final, strict=True):
+        np.testing.assert_array_equal(got, want)
+    # HTML: opens in a browser and shows the plots.
+    check_in_browser(task_dir / "report.html", tmp_path)
 
 
 @pytest.mark.slow
@@ -39,6 +86,8 @@ def test_three_clients_two_rounds_end_to_end(tmp_path):
     assert [(r["round"], r["clients"]) for r in rows] == [("1", "3"), ("2", "3")]
     metrics = json.loads((run_dir / "aggregator" / "metrics").read_text())
     assert metrics["rounds_completed"] == 2 and metrics["test_accuracy"] > 0.8
+    check_artifacts_as_the_kfp_ui_reads_them(run_dir / "aggregator", clients=3, rounds=2,
+                                             tmp_path=tmp_path)
     logs = {p.name for p in (run_dir / "logs").iterdir()}
     assert {"aggregator.log", "client-0.log", "client-1.log", "client-2.log",
             "client-ids.log"} <= logs

@@ -9,9 +9,11 @@ it is portable and its faults are seeded, so a failure replays."""
 import pytest
 
 from server_component.outputs import FINAL_WEIGHTS
+from tests.aggregator_process import AggregatorProcess
+from tests.conftest import free_port
 from tests.fault_proxy import FaultProxy
 from tests.numpy_learner import NumpyLearner
-from tests.test_resilience import AggregatorProcess, free_port, start_clients
+from tests.test_resilience import start_clients
 
 ROUNDS, CLIENTS = 5, 3
 

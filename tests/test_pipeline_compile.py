@@ -214,3 +214,21 @@ def test_compile_in_process_is_deterministic(tmp_path):
     compile_pipeline(a, 5)
     compile_pipeline(b, 5)
     assert a.read_text() == b.read_text() == COMMITTED.read_text()
+
+
+def test_the_aggregator_declares_each_output_with_its_artifact_type(compiled):
+    ir, _ = compiled
+    outputs = ir["components"]["comp-aggregator"]["outputDefinitions"]["artifacts"]
+    assert {name: spec["artifactType"]["schemaTitle"] for name, spec in outputs.items()} == {
+        "final_model": "system.Model",
+        "metrics": "system.Metrics",
+        "classification": "system.ClassificationMetrics",
+        "report": "system.HTML",
+        "round_metrics": "system.Dataset",
+        "client_metrics": "system.Dataset",
+    }
+    export = ir["components"]["comp-export-model"]
+    assert export["inputDefinitions"]["artifacts"]["final_model"]["artifactType"][
+        "schemaTitle"] == "system.Model"
+    assert export["outputDefinitions"]["artifacts"]["keras_model"]["artifactType"][
+        "schemaTitle"] == "system.Model"

@@ -2,8 +2,6 @@
 speak the real protocol (federate + AggregatorClient) with deterministic numpy learners."""
 
 import re
-import subprocess
-import sys
 import threading
 import time
 
@@ -14,53 +12,9 @@ from client_component.transport import AggregatorClient, AggregatorError
 from server_component import wire
 from server_component.checkpoint import CHECKPOINT_FILE
 from server_component.outputs import FINAL_WEIGHTS
-from tests.conftest import REPO_ROOT, free_port
+from tests.aggregator_process import TOKEN, AggregatorProcess
+from tests.conftest import free_port
 from tests.numpy_learner import NumpyLearner
-
-TOKEN = "resilience"
-_STARTED: list[subprocess.Popen] = []
-
-
-@pytest.fixture(autouse=True)
-def _no_aggregator_outlives_its_test():
-    yield
-    while _STARTED:
-        proc = _STARTED.pop()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-class AggregatorProcess:
-    def __init__(self, port: int, out, *flags: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server_component", "--host", "127.0.0.1", "--port",
-             str(port), "--token", TOKEN, "--out", str(out), "--shutdown-grace", "20", *flags],
-            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        _STARTED.append(self.proc)
-        self.lines: list[str] = []
-        self._new_line = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-        assert self.wait_for("event=listening", timeout=30), "aggregator did not start"
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            with self._new_line:
-                self.lines.append(line)
-                self._new_line.notify_all()
-
-    def wait_for(self, *fragments: str, timeout: float = 60) -> bool:
-        """Block until every fragment has appeared in the output."""
-        with self._new_line:
-            return self._new_line.wait_for(
-                lambda: all(f in self.output for f in fragments), timeout=timeout)
-
-    def wait(self, timeout: float = 60) -> int:
-        return self.proc.wait(timeout)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
 
 
 def start_clients(port, n, rounds, learners, results, errors):

@@ -10,7 +10,14 @@ from tests.http_recorder import HttpRecorder
 PACKAGE = str(REPO_ROOT / "compiled" / "fl_pipeline.yaml")
 
 
-def kfp_api(existing_pipeline: bool):
+RUN = {"run_id": "r-1", "experiment_id": "e-1", "display_name": "fl 7 clients",
+       "created_at": "2026-11-30T10:00:00Z", "finished_at": "2026-11-30T10:12:30Z",
+       "runtime_config": {"parameters": {"num_clients": 7, "rounds": 3, "dataset": "npz"}}}
+
+
+def kfp_api(existing_pipeline: bool, states=("SUCCEEDED",)):
+    states = list(states)
+
     def route(request):
         path = request.path
         if path == "/apis/v2beta1/healthz":
@@ -29,6 +36,12 @@ def kfp_api(existing_pipeline: bool):
             return 200, {"experiment_id": "e-1", "display_name": "fl-on-kubeflow"}
         if path == "/apis/v2beta1/runs" and request.method == "POST":
             return 200, {"run_id": "r-1", "experiment_id": "e-1"}
+        if path == "/apis/v2beta1/runs" and request.method == "GET":
+            pending = {**RUN, "run_id": "r-0", "state": "RUNNING",
+                       "finished_at": "1970-01-01T00:00:00Z"}
+            return 200, {"runs": [{**RUN, "state": "SUCCEEDED"}, pending], "total_size": 2}
+        if path == "/apis/v2beta1/runs/r-1":
+            return 200, {**RUN, "state": states.pop(0) if len(states) > 1 else states[0]}
         return 404, {"error": f"unexpected {request.method} {path}"}
     return route
 
@@ -90,3 +103,64 @@ def test_unknown_argument_and_refused_credentials(capsys):
     with HttpRecorder(lambda r: (401, {"error": "no"})) as api:
         assert submit.main(["--host", api.url, "upload", "--package", PACKAGE]) == 2
     assert "refused the credentials (401)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("states, code", [(["PENDING", "RUNNING", "RUNNING", "SUCCEEDED"], 0),
+                                          (["RUNNING", "FAILED"], 1)])
+def test_wait_streams_each_state_and_exits_by_the_final_one(capsys, monkeypatch, states, code):
+    monkeypatch.setattr(submit.time, "sleep", lambda s: None)  # the recorder answers at once
+    with HttpRecorder(kfp_api(existing_pipeline=False, states=states)) as api:
+        assert submit.main(["--host", api.url, "run", "--package", PACKAGE, "--wait",
+                            "--poll", "1"]) == code
+    out = capsys.readouterr().out
+    shown = [line.split()[-1] for line in out.splitlines() if line.startswith("  ")]
+    assert shown == list(dict.fromkeys(states))  # each state once, in order
+    assert f"run r-1 finished: {states[-1]} {api.url}/#/runs/details/r-1" in out
+    polls = [r for r in api.requests if r.path == "/apis/v2beta1/runs/r-1"]
+    assert len(polls) == len(states) and all(r.method == "GET" for r in polls)
+
+
+def test_wait_gives_up_after_the_timeout(capsys):
+    with HttpRecorder(kfp_api(existing_pipeline=False, states=["RUNNING"])) as api:
+        assert submit.main(["--host", api.url, "run", "--package", PACKAGE, "--wait",
+                            "--poll", "0.2", "--timeout", "1"]) == 1
+    assert "gave up waiting after 1 s (the run goes on)" in capsys.readouterr().out
+
+
+def test_list_shows_recent_runs_newest_first_with_state_and_key_parameters(capsys):
+    with HttpRecorder(kfp_api(existing_pipeline=False)) as api:
+        assert submit.main(["--host", api.url, "list", "--limit", "5"]) == 0
+    [listing] = [r for r in api.requests if r.path == "/apis/v2beta1/runs"]
+    assert listing.query["page_size"] == ["5"]
+    assert listing.query["sort_by"] == ["created_at desc"]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["run", "id", "name"]
+    assert lines[1].startswith("r-1") and "SUCCEEDED" in lines[1] and "750 s" in lines[1]
+    assert "num_clients=7 rounds=3 dataset=npz" in lines[1]
+    assert lines[2].startswith("r-0") and "RUNNING" in lines[2] and " - " in lines[2]
+
+
+def header(request, name: str) -> str | None:
+    return {k.lower(): v for k, v in request.headers.items()}.get(name)
+
+
+def test_cookies_and_the_in_cluster_token_are_sent(tmp_path, monkeypatch):
+    with HttpRecorder(kfp_api(existing_pipeline=False)) as api:
+        assert submit.main(["--host", api.url, "--cookies", "authservice_session=abc",
+                            "list"]) == 0
+    assert all(header(r, "cookie") == "authservice_session=abc" for r in api.requests)
+    token = tmp_path / "token"
+    token.write_text("pod-token\n")
+    monkeypatch.setattr(submit, "IN_CLUSTER_TOKEN", str(token))
+    with HttpRecorder(kfp_api(existing_pipeline=False)) as api:
+        assert submit.main(["--host", api.url, "--in-cluster", "list"]) == 0
+    assert api.requests and all(header(r, "authorization") == "Bearer pod-token"
+                                for r in api.requests)
+
+
+def test_in_cluster_without_a_token_file_is_one_line(capsys, monkeypatch):
+    monkeypatch.setattr(submit, "IN_CLUSTER_TOKEN", "/nonexistent/token")
+    assert submit.main(["--host", "http://127.0.0.1:1", "--in-cluster", "list"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --in-cluster: cannot read the KFP token at /nonexistent/token")
+    assert len(err.splitlines()) == 1

@@ -1,0 +1,101 @@
+"""The clients' final-evaluation counts, summed: one confusion matrix and one ROC curve for
+the whole federation, built from counts only (no client sends a per-example prediction)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from server_component.errors import MalformedRequest
+
+MAX_CLASSES = 1000
+MAX_THRESHOLDS = 1001
+
+
+@dataclass(frozen=True)
+class EvaluationCounts:
+    confusion: np.ndarray  # (k, k) int64: rows are true classes, columns predicted
+    thresholds: tuple[float, ...] = ()  # binary tasks: the ROC's fixed thresholds
+    tp: np.ndarray | None = None  # true positives at each threshold (score >= t)
+    fp: np.ndarray | None = None
+
+    @classmethod
+    def parse(cls, raw: object) -> EvaluationCounts:
+        """Counts from a client's JSON, or MalformedRequest naming what is wrong."""
+        if not isinstance(raw, Mapping):
+            raise MalformedRequest("counts must be an object")
+        confusion = _count_array(raw.get("confusion_matrix"), "counts.confusion_matrix", 2)
+        k = confusion.shape[0]
+        if confusion.shape != (k, k) or not 2 <= k <= MAX_CLASSES:
+            raise MalformedRequest("counts.confusion_matrix must be square, 2 to "
+                                   f"{MAX_CLASSES} classes")
+        roc = raw.get("roc")
+        if roc is None:
+            return cls(confusion)
+        if not isinstance(roc, Mapping) or k != 2:
+            raise MalformedRequest("counts.roc is an object, for two classes only")
+        thresholds = roc.get("thresholds")
+        if (not isinstance(thresholds, list) or not 2 <= len(thresholds) <= MAX_THRESHOLDS
+                or not all(isinstance(t, int | float) and 0 <= t <= 1 for t in thresholds)
+                or thresholds != sorted(thresholds)):
+            raise MalformedRequest("counts.roc.thresholds must be ascending numbers in [0, 1]")
+        tp = _count_array(roc.get("tp"), "counts.roc.tp", 1)
+        fp = _count_array(roc.get("fp"), "counts.roc.fp", 1)
+        if not len(tp) == len(fp) == len(thresholds):
+            raise MalformedRequest("counts.roc.tp and fp need one count per threshold")
+        return cls(confusion, tuple(float(t) for t in thresholds), tp, fp)
+
+    def compatible(self, other: EvaluationCounts) -> bool:
+        return (self.confusion.shape == other.confusion.shape
+                and self.thresholds == other.thresholds)
+
+    def __add__(self, other: EvaluationCounts) -> EvaluationCounts:
+        roc = self.tp is not None and other.tp is not None
+        return EvaluationCounts(
+            self.confusion + other.confusion, self.thresholds if roc else (),
+            self.tp + other.tp if roc else None, self.fp + other.fp if roc else None)
+
+    def confusion_matrix(self) -> tuple[list[str], list[list[int]]]:
+        """(categories, matrix) as KFP's ClassificationMetrics.log_confusion_matrix takes."""
+        return [str(c) for c in range(self.confusion.shape[0])], self.confusion.tolist()
+
+    def roc_curve(self) -> tuple[list[float], list[float], list[float]] | None:
+        """(fpr, tpr, thresholds) as KFP's log_roc_curve takes, from the highest threshold
+        (0, 0) to the lowest (1, 1); None without ROC counts."""
+        if self.tp is None:
+            return None
+        negatives, positives = self.confusion.sum(axis=1)
+        fpr = self.fp / negatives if negatives else np.zeros(len(self.fp))
+        tpr = self.tp / positives if positives else np.zeros(len(self.tp))
+        return (fpr[::-1].round(6).tolist(), tpr[::-1].round(6).tolist(),
+                list(self.thresholds[::-1]))
+
+    def to_json(self) -> dict:
+        categories, matrix = self.confusion_matrix()
+        result: dict = {"confusion_matrix": {"categories": categories, "matrix": matrix}}
+        roc = self.roc_curve()
+        if roc is not None:
+            result["roc"] = dict(zip(("fpr", "tpr", "thresholds"), roc, strict=True))
+        return result
+
+
+def summed(counts: Iterable[EvaluationCounts]) -> EvaluationCounts | None:
+    """The sum of every client's counts (None when no client sent any)."""
+    total = None
+    for item in counts:
+        total = item if total is None else total + item
+    return total
+
+
+def _count_array(raw: object, name: str, ndim: int) -> np.ndarray:
+    try:
+        array = np.asarray(raw)
+    except (ValueError, TypeError):
+        array = np.asarray(None)
+    if (array.ndim != ndim or array.size == 0 or array.dtype.kind not in "iu"
+            or (array < 0).any()):
+        raise MalformedRequest(f"{name} must be {'a list' if ndim == 1 else 'rows'} of "
+                               "non-negative integers")
+    return array.astype(np.int64)
