@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import io
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from matplotlib.ticker import MaxNLocator
 from server_component.checkpoint import RoundRecord
 from server_component.evaluation_counts import EvaluationCounts
 
+log = logging.getLogger("server_component")
 CURVES = ("loss", "accuracy", "auc")
 _RDF_METADATA = re.compile(r"<metadata>.*?</metadata>", re.DOTALL)
 STYLE = """
@@ -46,7 +48,18 @@ class ReportData:
 
 
 def render_report(data: ReportData) -> str:
-    """The whole page as one string."""
+    """The whole page as one string; if plotting fails, a page that says so (the report must
+    never cost a run its other outputs)."""
+    try:
+        return _page(data)
+    except Exception as exc:  # matplotlib raises many types; none may fail the run
+        log.error("event=report_failed error=%r", exc)
+        return ("<!DOCTYPE html><html><body><h1>Federated run report</h1><p>The report could "
+                f"not be drawn: {html.escape(repr(exc))}. The metrics tables are in the "
+                "run's Dataset and Metrics artifacts.</p></body></html>\n")
+
+
+def _page(data: ReportData) -> str:
     sections = [
         _section("Final global model (clients' test splits)",
                  _table(["metric", "value"], [[k, _num(v)] for k, v in
@@ -97,8 +110,9 @@ def _participation(history: Sequence[RoundRecord], parameters: Mapping[str, obje
     num_clients = int(parameters.get("num_clients", 0)) or 1 + max(
         [c for r in history for c in r.client_ids + r.missing], default=0)
     grid = [[1.0 if c in r.client_ids else 0.0 for r in history] for c in range(num_clients)]
-    fig = Figure(figsize=(max(3.0, 0.35 * len(history) + 1.5),
-                          max(2.0, 0.25 * num_clients + 1.2)))
+    # Grows with the run, within a page: cells shrink past ~35 rounds or ~35 clients.
+    fig = Figure(figsize=(min(14.0, max(3.0, 0.35 * len(history) + 1.5)),
+                          min(10.0, max(2.0, 0.25 * num_clients + 1.2))))
     ax = fig.subplots()
     if history:
         ax.imshow(grid, cmap=matplotlib.colors.ListedColormap(["#d62728", "#2ca02c"]),

@@ -1,6 +1,8 @@
 """The HTML report: self-contained (no script, no external asset), and in a real browser
 (headless Chromium) it shows the curves, the participation grid and the ROC curve."""
 
+import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +72,19 @@ def test_the_report_shows_its_plots_in_headless_chromium(tmp_path):
     page.write_text(render_report(sample_report()))
     dom = check_in_browser(page, tmp_path)
     assert "participation" in dom and "ROC" in dom
+
+
+def test_a_report_that_cannot_be_drawn_is_a_page_saying_so(caplog):
+    broken = sample_report()
+    broken.history = [None]  # not a RoundRecord: plotting fails
+    page = render_report(broken)
+    assert "The report could not be drawn" in page and "<svg" not in page
+    assert "event=report_failed" in caplog.text
+
+
+def test_a_long_run_keeps_the_participation_grid_within_a_page():
+    data = sample_report()
+    data.history = [dataclasses.replace(data.history[0], round=r) for r in range(1, 1001)]
+    page = render_report(data)
+    widths = [float(w) for w in re.findall(r'<svg[^>]* width="([\d.]+)pt"', page)]
+    assert max(widths) < 1100  # 14 inches at 72 pt, plus margins
