@@ -33,7 +33,11 @@ def export_keras(weights_dir: str | Path, target_dir: str | Path) -> dict:
         if not needed.is_file():
             raise ExportError(f"{needed} is missing: the aggregator wrote no final model "
                               "or no client registered its architecture")
-    model = keras.models.model_from_json(architecture.read_text())
+    try:
+        model = keras.models.model_from_json(architecture.read_text())
+    except Exception as exc:  # Keras raises many types for a config it cannot rebuild
+        raise ExportError(f"{architecture} is not a Keras model this Keras "
+                          f"{keras.__version__} can rebuild: {exc}") from None
     weights = wire.tensors_to_list(wire.decode(weights_file.read_bytes()).tensors)
     try:
         model.set_weights(weights)

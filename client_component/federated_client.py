@@ -102,26 +102,34 @@ def federate(learner: Learner, aggregator: AggregatorClient, config: ClientConfi
              ) -> dict[str, float]:
     """The whole protocol; returns the final global model's metrics on the test split."""
     aggregator.wait_ready(config.connect_timeout_s)
-    stats = getattr(learner, "partition_stats", None)
-    settings = {**config.report_settings(),
-                "framework": getattr(learner, "framework", type(learner).__name__)}
-    architecture = getattr(learner, "architecture", None)
-    _retrying(aggregator, config, "init",
-              lambda: aggregator.post_init(learner.get_weights(), config.client_id, stats,
-                                           settings, architecture))
-    _train_all_rounds(learner, aggregator, config)
+    _retrying(aggregator, config, "init", lambda: _post_init(aggregator, learner, config))
+    last = _train_all_rounds(learner, aggregator, config)
+    # The last round's update may be lost too (a restart): the same check as every round.
+    check = functools.partial(_ensure_reported, aggregator, config, last)
     learner.set_weights(_retrying(aggregator, config, "final model",
-                                  lambda: aggregator.fetch_model(config.rounds)))
+                                  lambda: aggregator.fetch_model(config.rounds, on_wait=check)))
     num_test, final = learner.evaluate_test()
     counts = learner.test_counts() if hasattr(learner, "test_counts") else None
+    metrics = {f"test_{k}": v for k, v in final.items()}
     try:
-        aggregator.post_done(config.client_id, {f"test_{k}": v for k, v in final.items()},
-                             num_test, counts)
-    except (requests.RequestException, AggregatorError) as exc:
+        # Repeating done only overwrites this client's entry: safe to retry.
+        _retrying(aggregator, config, "done", lambda: aggregator.post_done(
+            config.client_id, metrics, num_test, counts))
+    except (OutOfStep, AggregatorError) as exc:
         log.warning("client=%d done not acknowledged (%s): the model is final anyway",
                     config.client_id, exc)
     log.info("client=%d final test %s", config.client_id, _fmt(final))
     return final
+
+
+def _post_init(aggregator: AggregatorClient, learner: Learner, config: ClientConfig) -> bool:
+    """Offer the learner's current weights as model version 0, with what the aggregator
+    reports and exports: partition statistics, training settings, the architecture."""
+    settings = {**config.report_settings(),
+                "framework": getattr(learner, "framework", type(learner).__name__)}
+    return aggregator.post_init(learner.get_weights(), config.client_id,
+                                getattr(learner, "partition_stats", None), settings,
+                                getattr(learner, "architecture", None))
 
 
 def _retrying(aggregator: AggregatorClient, config: ClientConfig, what: str,
@@ -141,7 +149,8 @@ def _retrying(aggregator: AggregatorClient, config: ClientConfig, what: str,
 
 
 def _train_all_rounds(learner: Learner, aggregator: AggregatorClient,
-                      config: ClientConfig) -> None:
+                      config: ClientConfig) -> PostedUpdate | None:
+    """Every round from 1 (or wherever the run is); returns the last update sent."""
     started, round_, last, resyncs = time.monotonic(), 1, None, 0
     while round_ <= config.rounds:
         try:
@@ -171,6 +180,7 @@ def _train_all_rounds(learner: Learner, aggregator: AggregatorClient,
                 raise OutOfStep(f"client {config.client_id} could not catch up: {exc}") from exc
             log.warning("client=%d out of step at round %d (%s): resynchronising",
                         config.client_id, round_, exc)
+    return last
 
 
 def as_update_dtype(weights: list[np.ndarray], dtype: str) -> list[np.ndarray]:
@@ -203,7 +213,7 @@ def _resync(aggregator: AggregatorClient, learner: Learner, config: ClientConfig
     if status.get("error"):
         raise AggregatorError(410, "run_failed", status["error"], "GET status")
     if status["model_version"] < 0:  # a restarted aggregator with no checkpoint
-        aggregator.post_init(learner.get_weights(), config.client_id)
+        _post_init(aggregator, learner, config)
         return 1
     if status["phase"] in ("published", "done"):
         return config.rounds + 1

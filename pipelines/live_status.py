@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 import time
 from typing import TextIO
 
@@ -23,6 +24,7 @@ class LiveStatus:
         self.started = time.monotonic()
         self.rounds_done, self.rounds_total = 0, 0
         self.open_round, self.reported, self.clients = 0, 0, 0
+        self._lock = threading.Lock()
 
     def feed(self, line: str) -> None:
         """Take one aggregator log line into account; redraw if it changed anything."""
@@ -39,24 +41,29 @@ class LiveStatus:
     def text(self) -> str:
         total = f"/{self.rounds_total}" if self.rounds_total else ""
         elapsed = time.monotonic() - self.started
+        open_round = (self.clients and self.open_round > self.rounds_done
+                      and not (self.rounds_total and self.open_round > self.rounds_total))
         current = (f", round {self.open_round}: {self.reported}/{self.clients} clients "
-                   "reported" if self.clients and self.open_round > self.rounds_done else "")
+                   "reported" if open_round else "")
         return f"[status] rounds done {self.rounds_done}{total}{current}, {elapsed:.0f} s"
 
     def draw(self) -> None:
         if self.interactive:
-            self.stream.write(_CLEAR + self.text())
-            self.stream.flush()
+            with self._lock:
+                self.stream.write(_CLEAR + self.text())
+                self.stream.flush()
 
     def print_line(self, line: str) -> None:
-        """A normal output line above the status line."""
-        if self.interactive:
-            self.stream.write(_CLEAR)
-        self.stream.write(line + "\n")
+        """A normal output line above the status line (tasks print from their threads)."""
+        with self._lock:
+            if self.interactive:
+                self.stream.write(_CLEAR)
+            self.stream.write(line + "\n")
+            self.stream.flush()
         self.draw()
-        self.stream.flush()
 
     def close(self) -> None:
         if self.interactive:
-            self.stream.write(_CLEAR)
-            self.stream.flush()
+            with self._lock:
+                self.stream.write(_CLEAR)
+                self.stream.flush()

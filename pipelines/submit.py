@@ -39,6 +39,7 @@ FINAL_OK = "SUCCEEDED"
 FINAL_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
 IN_CLUSTER_TOKEN = "/var/run/secrets/kubeflow/pipelines/token"
 KEY_PARAMETERS = ("num_clients", "rounds", "dataset", "strategy")
+MAX_FAILED_CHECKS = 3
 
 
 class SubmitError(RuntimeError):
@@ -53,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default=os.environ.get("KFP_NAMESPACE"),
                    help="namespace (profile) for multi-user Kubeflow")
     auth = p.add_mutually_exclusive_group()
-    auth.add_argument("--token", default=os.environ.get("KFP_TOKEN"),
+    auth.add_argument("--token", default=None,
                       help="existing bearer token for the KFP API (default: $KFP_TOKEN)")
-    auth.add_argument("--cookies", default=os.environ.get("KFP_COOKIES"),
+    auth.add_argument("--cookies", default=None,
                       help="session cookies, e.g. 'authservice_session=...' (default: "
                       "$KFP_COOKIES)")
     auth.add_argument("--in-cluster", action="store_true",
@@ -75,11 +76,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--wait", action="store_true",
                      help="follow the run's state until it ends; exit 1 unless it succeeds")
     run.add_argument("--timeout", type=int, default=3600, help="seconds to wait with --wait")
-    run.add_argument("--poll", type=float, default=10.0, help="seconds between state checks")
+    run.add_argument("--poll", type=positive_seconds, default=10.0,
+                     help="seconds between state checks (> 0)")
     listing = sub.add_parser("list", help="recent runs: state, duration, key parameters")
     listing.add_argument("--limit", type=int, default=10)
     listing.add_argument("--experiment", default=None, help="only this experiment's runs")
     return p
+
+
+def positive_seconds(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {raw}")
+    return value
+
+
+def credentials_from_env(args: argparse.Namespace) -> None:
+    """A flag wins; only when no credential flag is given do KFP_TOKEN or KFP_COOKIES count
+    (so that --in-cluster or --cookies never also send a token from the environment)."""
+    if not (args.token or args.cookies or args.in_cluster):
+        args.token = os.environ.get("KFP_TOKEN") or None
+        args.cookies = None if args.token else os.environ.get("KFP_COOKIES") or None
 
 
 def auth_headers(args: argparse.Namespace) -> dict[str, str]:
@@ -164,10 +181,20 @@ def run(client, args: argparse.Namespace) -> int:
 
 def follow(client, run_id: str, timeout: float, poll: float,
            clock=time.monotonic, sleep=time.sleep) -> str:
-    """Print each state the run goes through until it ends; its final state (or TIMEOUT)."""
-    started, last = clock(), None
+    """Print each state the run goes through until it ends; its final state (or TIMEOUT).
+    A few failed checks in a row (a flaky port-forward) are waited out, not fatal."""
+    started, last, failures = clock(), None, 0
     while True:
-        state = _state(client.get_run(run_id))
+        try:
+            state = _state(client.get_run(run_id))
+            failures = 0
+        except Exception as exc:  # kfp_server_api and urllib3 raise many types
+            failures += 1
+            if failures > MAX_FAILED_CHECKS:
+                raise SubmitError(f"lost track of run {run_id}: {exc}") from None
+            print(f"  state check failed ({type(exc).__name__}), trying again", flush=True)
+            sleep(poll)
+            continue
         if state != last:
             print(f"  {clock() - started:6.0f} s  {state}", flush=True)
             last = state
@@ -216,6 +243,7 @@ def run_url(host: str, run_id: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    credentials_from_env(args)
     try:
         if not args.host:
             raise SubmitError("no KFP host: pass --host URL or set KFP_HOST")

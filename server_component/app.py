@@ -22,6 +22,7 @@ from server_component.safetensors_io import byte_buffer, read_exactly
 DEFAULT_MAX_UPDATE_BYTES = 1024 * 1024 * 1024
 MAX_LONG_POLL_S = 120.0
 RESPONSE_BLOCK = 1 << 20
+MAX_DONE_BYTES = 1 << 20  # metrics and counts of one client: a few kB
 
 
 def create_app(
@@ -98,6 +99,7 @@ def create_app(
 
     @app.post("/v1/done")
     def done():
+        _checked_length(MAX_DONE_BYTES)
         payload = request.get_json(silent=True)
         if not isinstance(payload, dict) or not _is_int(payload.get("client_id")):
             raise MalformedRequest('body must be JSON {"client_id": <int>}')
@@ -106,8 +108,9 @@ def create_app(
         if not _is_int(num_examples) or num_examples < 1:
             raise MalformedRequest("num_examples must be a positive integer")
         counts = payload.get("counts")
-        coordinator.submit_done(payload["client_id"], metrics, num_examples,
-                                None if counts is None else EvaluationCounts.parse(counts))
+        coordinator.submit_done(
+            payload["client_id"], metrics, num_examples,
+            None if counts is None else EvaluationCounts.parse(counts, num_examples))
         return jsonify({"status": "ok"}), 200
 
     return app

@@ -140,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Out of space or the volume gone: say where, keep the checkpoint as it is.
             log.error("event=failed cannot write outputs to %s: %s", args.out, exc)
             return 1
+        except Exception as exc:  # a bug in a table or the report must not hide the rest
+            log.exception("event=failed writing outputs to %s: %r", args.out, exc)
+            return 1
         log.info("event=outputs_written out=%s", args.out)
     if coordinator.failure:
         log.error("event=failed %s", coordinator.failure)

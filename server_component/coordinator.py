@@ -133,7 +133,7 @@ class RoundCoordinator:
         self._check_client(client_id)
         partition = wire.parse_partition_stats(message.metadata)
         settings = wire.parse_settings(message.metadata)
-        architecture = message.metadata.get(wire.META_ARCHITECTURE, "")
+        architecture = wire.parse_architecture(message.metadata)
         spec = ModelSpec.of(message.tensors)
         spec.check(message.tensors)
         with self._cond:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
 from server_component.errors import MalformedRequest
 
-MAX_CLASSES = 1000
+MAX_CLASSES = 100
 MAX_THRESHOLDS = 1001
+MAX_COUNT = 2**53  # exact in float64, and far from int64 overflow when summed
 
 
 @dataclass(frozen=True)
@@ -22,8 +24,9 @@ class EvaluationCounts:
     fp: np.ndarray | None = None
 
     @classmethod
-    def parse(cls, raw: object) -> EvaluationCounts:
-        """Counts from a client's JSON, or MalformedRequest naming what is wrong."""
+    def parse(cls, raw: object, num_examples: int) -> EvaluationCounts:
+        """Counts from a client's JSON over its ``num_examples`` test examples, or
+        MalformedRequest naming what is wrong."""
         if not isinstance(raw, Mapping):
             raise MalformedRequest("counts must be an object")
         confusion = _count_array(raw.get("confusion_matrix"), "counts.confusion_matrix", 2)
@@ -31,21 +34,26 @@ class EvaluationCounts:
         if confusion.shape != (k, k) or not 2 <= k <= MAX_CLASSES:
             raise MalformedRequest("counts.confusion_matrix must be square, 2 to "
                                    f"{MAX_CLASSES} classes")
+        if confusion.sum() != num_examples:
+            raise MalformedRequest(f"counts.confusion_matrix holds {confusion.sum()} examples, "
+                                   f"num_examples says {num_examples}")
         roc = raw.get("roc")
         if roc is None:
             return cls(confusion)
         if not isinstance(roc, Mapping) or k != 2:
             raise MalformedRequest("counts.roc is an object, for two classes only")
-        thresholds = roc.get("thresholds")
-        if (not isinstance(thresholds, list) or not 2 <= len(thresholds) <= MAX_THRESHOLDS
-                or not all(isinstance(t, int | float) and 0 <= t <= 1 for t in thresholds)
-                or thresholds != sorted(thresholds)):
-            raise MalformedRequest("counts.roc.thresholds must be ascending numbers in [0, 1]")
+        thresholds = _thresholds(roc.get("thresholds"))
         tp = _count_array(roc.get("tp"), "counts.roc.tp", 1)
         fp = _count_array(roc.get("fp"), "counts.roc.fp", 1)
         if not len(tp) == len(fp) == len(thresholds):
             raise MalformedRequest("counts.roc.tp and fp need one count per threshold")
-        return cls(confusion, tuple(float(t) for t in thresholds), tp, fp)
+        negatives, positives = confusion.sum(axis=1)
+        for name, counted, total in (("tp", tp, positives), ("fp", fp, negatives)):
+            # Predicted positive at a higher threshold is a subset of at a lower one.
+            if (counted > total).any() or (np.diff(counted) > 0).any():
+                raise MalformedRequest(f"counts.roc.{name} must not grow with the threshold "
+                                       f"nor exceed the {total} examples of its class")
+        return cls(confusion, thresholds, tp, fp)
 
     def compatible(self, other: EvaluationCounts) -> bool:
         return (self.confusion.shape == other.confusion.shape
@@ -89,13 +97,24 @@ def summed(counts: Iterable[EvaluationCounts]) -> EvaluationCounts | None:
     return total
 
 
+def _thresholds(raw: object) -> tuple[float, ...]:
+    ok = (isinstance(raw, list) and 2 <= len(raw) <= MAX_THRESHOLDS
+          and all(isinstance(t, int | float) and not isinstance(t, bool) and 0 <= t <= 1
+                  for t in raw)
+          and all(a < b for a, b in pairwise(raw)))
+    if not ok:
+        raise MalformedRequest("counts.roc.thresholds must be 2 to "
+                               f"{MAX_THRESHOLDS} strictly ascending numbers in [0, 1]")
+    return tuple(float(t) for t in raw)
+
+
 def _count_array(raw: object, name: str, ndim: int) -> np.ndarray:
     try:
         array = np.asarray(raw)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         array = np.asarray(None)
     if (array.ndim != ndim or array.size == 0 or array.dtype.kind not in "iu"
-            or (array < 0).any()):
+            or (array < 0).any() or (array > MAX_COUNT).any()):
         raise MalformedRequest(f"{name} must be {'a list' if ndim == 1 else 'rows'} of "
-                               "non-negative integers")
+                               f"integers in 0..2**53")
     return array.astype(np.int64)

@@ -10,8 +10,6 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-import pandas as pd
-
 from server_component.coordinator import RoundCoordinator
 from server_component.file_names import (  # noqa: F401 (re-exported: the names of --out)
     CLIENT_METRICS,
@@ -22,7 +20,6 @@ from server_component.file_names import (  # noqa: F401 (re-exported: the names 
     ROUND_METRICS,
     SUMMARY,
 )
-from server_component.report import ReportData, render_report
 
 
 def write_outputs(out_dir: str | os.PathLike, coordinator: RoundCoordinator,
@@ -46,8 +43,12 @@ def write_outputs(out_dir: str | os.PathLike, coordinator: RoundCoordinator,
         _atomic_write(out / EVALUATION, json.dumps(counts.to_json(), indent=1).encode())
     summary = build_summary(coordinator)
     _atomic_write(out / SUMMARY, json.dumps(summary, indent=2, sort_keys=True).encode())
+    from server_component.report import ReportData, render_report  # matplotlib: only here
+
     report = ReportData(
-        parameters={**(parameters or {}), **coordinator.client_settings},
+        # The aggregator's own values win over what a client said about the run.
+        parameters={**coordinator.client_settings, **(parameters or {})},
+        num_clients=coordinator.num_clients,
         history=coordinator.history, final_metrics=summary["final_metrics"],
         client_final_metrics=coordinator.final_client_metrics(),
         partitions=coordinator.partitions, counts=counts, totals=summary["totals"],
@@ -80,9 +81,10 @@ def build_summary(coordinator: RoundCoordinator) -> dict:
     }
 
 
-def client_metrics_table(coordinator: RoundCoordinator) -> pd.DataFrame:
+def client_metrics_table(coordinator: RoundCoordinator):
     """One row per client and round (its validation metrics and examples), then one per
-    client for the final model (``round`` = final: its test metrics)."""
+    client for the final model (``round`` = final: its test metrics); a pandas DataFrame."""
+    import pandas as pd  # the aggregator needs it only at the very end
     rows = [{"round": str(r.round), "client_id": int(cid),
              "examples": r.client_examples.get(cid), **metrics}
             for r in coordinator.history for cid, metrics in r.client_metrics.items()]

@@ -38,6 +38,7 @@ th { background: #f3f3f3; } td.l, th.l { text-align: left; }
 @dataclass
 class ReportData:
     parameters: Mapping[str, object]
+    num_clients: int
     history: Sequence[RoundRecord]
     final_metrics: Mapping[str, float]
     client_final_metrics: Mapping[int, Mapping[str, float]]
@@ -66,7 +67,7 @@ def _page(data: ReportData) -> str:
                                               sorted({**data.final_metrics,
                                                       **data.totals}.items())])),
         _section("Per round", _plots(_global_curves(data.history), _client_curves(data.history),
-                                     _participation(data.history, data.parameters))),
+                                     _participation(data.history, data.num_clients))),
         _section("Evaluation", _evaluation(data.counts, data.client_final_metrics)),
         _section("Partitions", _partitions(data.partitions)),
         _section("Run parameters", _table(["parameter", "value"],
@@ -105,10 +106,8 @@ def _client_curves(history: Sequence[RoundRecord]) -> str:
     return _svg(fig)
 
 
-def _participation(history: Sequence[RoundRecord], parameters: Mapping[str, object]) -> str:
+def _participation(history: Sequence[RoundRecord], num_clients: int) -> str:
     """A rounds x clients grid: reported (green) or missing, i.e. late or dropped (red)."""
-    num_clients = int(parameters.get("num_clients", 0)) or 1 + max(
-        [c for r in history for c in r.client_ids + r.missing], default=0)
     grid = [[1.0 if c in r.client_ids else 0.0 for r in history] for c in range(num_clients)]
     # Grows with the run, within a page: cells shrink past ~35 rounds or ~35 clients.
     fig = Figure(figsize=(min(14.0, max(3.0, 0.35 * len(history) + 1.5)),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,13 @@ META_METRICS = "metrics"
 META_PARTITION = "partition"  # optional on init: {"examples": n, "labels": [per-class counts]}
 META_SETTINGS = "settings"  # optional on init: the client's training settings, for the report
 META_ARCHITECTURE = "architecture"  # optional on init: the model as Keras JSON (to_json())
+MAX_INFO_CHARS = 64 * 1024  # partition, settings, metrics: JSON objects of a few fields
+MAX_ARCHITECTURE_CHARS = 4 * 1024 * 1024  # a Keras JSON of a deep network is ~1 MB
+MAX_METRICS = 64
+METRIC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,63}")
+# Column names of the metrics tables: a metric may not take one of them.
+RESERVED_METRIC_NAMES = frozenset({"round", "client_id", "examples", "clients", "missing",
+                                   "num_examples", "duration_s"})
 
 CHUNK_BYTES = 2 << 20  # streamed updates are read and folded in pieces of this size
 
@@ -255,6 +263,9 @@ def _json_object(raw: str | None, key: str) -> dict:
     """An optional metadata value holding a JSON object ({} when absent)."""
     if raw is None:
         return {}
+    if len(raw) > MAX_INFO_CHARS:
+        # Informative values end up in every checkpoint: keep them small.
+        raise MalformedRequest(f"metadata {key!r} is longer than {MAX_INFO_CHARS} characters")
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -267,6 +278,15 @@ def _json_object(raw: str | None, key: str) -> dict:
 def parse_partition_stats(metadata: Mapping[str, str]) -> dict:
     """The optional ``partition`` JSON object of an init ({} when absent)."""
     return _json_object(metadata.get(META_PARTITION), META_PARTITION)
+
+
+def parse_architecture(metadata: Mapping[str, str]) -> str:
+    """The optional ``architecture`` of an init, kept opaque ("" when absent)."""
+    architecture = metadata.get(META_ARCHITECTURE, "")
+    if len(architecture) > MAX_ARCHITECTURE_CHARS:
+        raise MalformedRequest(f"metadata {META_ARCHITECTURE!r} is longer than "
+                               f"{MAX_ARCHITECTURE_CHARS} characters")
+    return architecture
 
 
 def parse_settings(metadata: Mapping[str, str]) -> dict:
@@ -283,8 +303,14 @@ def check_metrics(metrics: object) -> dict[str, float]:
     """Metrics as a dict of finite floats; MalformedRequest for anything else."""
     if not isinstance(metrics, dict):
         raise MalformedRequest("'metrics' must be a JSON object of numbers")
+    if len(metrics) > MAX_METRICS:
+        raise MalformedRequest(f"at most {MAX_METRICS} metrics, got {len(metrics)}")
     clean: dict[str, float] = {}
     for name, value in metrics.items():
+        if not METRIC_NAME.fullmatch(name) or name in RESERVED_METRIC_NAMES:
+            raise MalformedRequest(f"metric name {name[:70]!r} must be 1-64 letters, digits or "
+                                   "_.:- starting with a letter, and not one of "
+                                   f"{sorted(RESERVED_METRIC_NAMES)}")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise MalformedRequest(f"metric {name!r} must be a number, got {value!r}")
         if not math.isfinite(value):

@@ -19,7 +19,7 @@ class FaultProxy:
         self.target_port = target_port
         self.delay_s, self.bytes_per_s = delay_s, bytes_per_s
         self.cut_probability, self.cut_within = cut_probability, cut_within
-        self._random = random.Random(seed)
+        self.seed = seed
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.connections = 0
@@ -43,9 +43,12 @@ class FaultProxy:
                 return
             with self._lock:
                 self.connections += 1
-            # Where this connection dies (bytes in either direction), or never.
-            cut_at = (self._random.randrange(self.cut_within)
-                      if self._random.random() < self.cut_probability else None)
+            # Where this connection dies (bytes in either direction), or never: drawn from
+            # the seed and the connection's number, so a failing run replays connection by
+            # connection (as far as the clients connect in the same order).
+            draw = random.Random(self.seed * 1_000_003 + self.connections)
+            cut_at = (draw.randrange(self.cut_within)
+                      if draw.random() < self.cut_probability else None)
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port))
             except OSError:

@@ -7,6 +7,7 @@ none may stall a round or change what it aggregates."""
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,6 +36,11 @@ def hostile_requests(token: str, open_round: int, shapes) -> list[tuple[str, byt
                 "Connection: close\r\n\r\n")
         return head.encode() + body
 
+    def post_json(path: str, payload: dict) -> bytes:
+        body = json.dumps(payload).encode()
+        return (f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
     def get(path: str, headers: str = auth) -> bytes:
         return f"GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n".encode()
 
@@ -51,6 +57,13 @@ def hostile_requests(token: str, open_round: int, shapes) -> list[tuple[str, byt
         ("declared 10 GiB", post("/v1/update", b"", length=10 << 30)),
         ("body cut short", post("/v1/update", body[:100], length=len(body))),
         ("garbage init", post("/v1/init", b"not safetensors")),
+        ("init with 1 MB of settings", post("/v1/init", wire.encode(good, {
+            wire.META_CLIENT_ID: "0", wire.META_SETTINGS: "{" + " " * (1 << 20) + "}"}))),
+        ("done with forged counts", post_json("/v1/done", {
+            "client_id": 0, "num_examples": 5, "counts": {"confusion_matrix": [[2**60, 0],
+                                                                               [0, 1]]}})),
+        ("done with a thousand metrics", post_json("/v1/done", {
+            "client_id": 0, "metrics": {f"m{i}": 1.0 for i in range(1000)}})),
         ("status probe", get("/v1/status")),
         ("model of a future round", get(f"/v1/model?round={open_round + 50}&wait=0")),
         ("unknown path", get("/v1/../../etc/passwd")),

@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from server_component import wire
-from tests.conftest import small_weights
+from tests.conftest import small_weights, start_aggregator
 
 
 def status(agg):
@@ -179,12 +179,12 @@ def test_bad_done_bodies_are_400(aggregator, payload):
 def test_done_counts_are_summed_and_mismatched_or_bad_ones_refused(aggregator):
     def done(cid, counts):
         return aggregator.http.post(aggregator.url + "/v1/done", timeout=5, json={
-            "client_id": cid, "metrics": {}, "num_examples": 4, "counts": counts})
+            "client_id": cid, "metrics": {}, "num_examples": 8, "counts": counts})
 
     two_by_two = {"confusion_matrix": [[3, 1], [0, 4]],
                   "roc": {"thresholds": [0.0, 0.5, 1.0], "tp": [4, 4, 0], "fp": [4, 1, 0]}}
     assert done(0, two_by_two).status_code == 200
-    bad = done(1, {"confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]})
+    bad = done(1, {"confusion_matrix": [[2, 0, 0], [0, 3, 0], [0, 0, 3]]})
     assert bad.status_code == 400 and "other classes or ROC thresholds" in bad.json()["detail"]
     assert done(1, {"confusion_matrix": "x"}).json()["error"] == "malformed"
     assert status(aggregator)["done"] == [0]
@@ -193,6 +193,32 @@ def test_done_counts_are_summed_and_mismatched_or_bad_ones_refused(aggregator):
     assert total["confusion_matrix"]["matrix"] == [[6, 2], [0, 8]]
     assert total["roc"] == {"fpr": [0.0, 0.25, 1.0], "tpr": [0.0, 1.0, 1.0],
                             "thresholds": [1.0, 0.5, 0.0]}
+
+
+@pytest.mark.parametrize("metrics, message", [
+    ({"examples": 1.0}, "not one of"), ({"<script>": 1.0}, "must be 1-64 letters"),
+    ({f"m{i}": 1.0 for i in range(65)}, "at most 64 metrics"),
+])
+def test_metric_names_are_checked(aggregator, metrics, message):
+    response = aggregator.http.post(aggregator.url + "/v1/done", timeout=5, json={
+        "client_id": 0, "metrics": metrics, "num_examples": 1})
+    assert response.status_code == 400 and message in response.json()["detail"]
+
+
+def test_oversized_done_and_init_metadata_are_refused(aggregator):
+    huge = aggregator.http.post(aggregator.url + "/v1/done", timeout=5,
+                                data=b"{" + b" " * (2 << 20) + b"}",
+                                headers={"Content-Type": "application/json"})
+    assert huge.status_code == 413
+    roomy = start_aggregator(num_clients=2, rounds=2)  # bodies up to 1 GiB
+    try:
+        body = wire.encode(small_weights(), {wire.META_CLIENT_ID: "0",
+                                             wire.META_SETTINGS: "{" + " " * 70_000 + "}"})
+        refused = roomy.post("/v1/init", body)
+        assert refused.status_code == 400 and "longer than 65536" in refused.json()["detail"]
+        assert roomy.coordinator.status()["model_version"] == -1
+    finally:
+        roomy.server.stop()
 
 
 def test_unknown_paths_and_methods_answer_json(aggregator):

@@ -19,7 +19,7 @@ def predictions(seed: int, n: int = 200):
 
 def test_summed_client_counts_equal_the_pooled_predictions():
     clients = [predictions(seed) for seed in range(3)]
-    total = summed(EvaluationCounts.parse(count_outcomes(y, p, 2)) for y, p in clients)
+    total = summed(EvaluationCounts.parse(count_outcomes(y, p, 2), len(y)) for y, p in clients)
     y_all = np.concatenate([y for y, _ in clients])
     p_all = np.concatenate([p for _, p in clients])
     categories, matrix = total.confusion_matrix()
@@ -40,26 +40,42 @@ def test_summed_client_counts_equal_the_pooled_predictions():
 def test_multiclass_counts_have_no_roc():
     y = np.array([0, 1, 2, 2])
     probs = np.eye(3)[[0, 2, 2, 1]]
-    counts = EvaluationCounts.parse(count_outcomes(y, probs, 3))
+    counts = EvaluationCounts.parse(count_outcomes(y, probs, 3), len(y))
     assert counts.roc_curve() is None
     assert counts.to_json() == {"confusion_matrix": {
         "categories": ["0", "1", "2"], "matrix": [[1, 0, 0], [0, 0, 1], [0, 1, 1]]}}
 
 
+GOOD_ROC = {"thresholds": [0.0, 0.5, 1.0], "tp": [2, 1, 0], "fp": [2, 1, 0]}
+
+
 @pytest.mark.parametrize("raw, message", [
     ([1, 2], "counts must be an object"),
     ({"confusion_matrix": [[1, 2]]}, "must be square"),
-    ({"confusion_matrix": [[1, -2], [0, 1]]}, "non-negative integers"),
-    ({"confusion_matrix": [[1.5, 2], [0, 1]]}, "non-negative integers"),
-    ({"confusion_matrix": [[1, 2], [0]]}, "non-negative integers"),
-    ({"confusion_matrix": [[1, 0], [0, 1]], "roc": {"thresholds": [0.5, 0.1], "tp": [1, 1],
-                                                   "fp": [0, 0]}}, "ascending"),
-    ({"confusion_matrix": [[1, 0], [0, 1]], "roc": {"thresholds": [0.1, 0.5], "tp": [1],
-                                                   "fp": [0, 0]}}, "one count per threshold"),
+    ({"confusion_matrix": [[1, -2], [0, 1]]}, "integers in 0..2\\*\\*53"),
+    ({"confusion_matrix": [[1.5, 2], [0, 1]]}, "integers in 0..2\\*\\*53"),
+    ({"confusion_matrix": [[1, 2], [0]]}, "integers in 0..2\\*\\*53"),
+    ({"confusion_matrix": [[2**64 - 1, 0], [0, 1]]}, "integers in 0..2\\*\\*53"),
+    ({"confusion_matrix": [[1, 0], [0, 2]]}, "holds 3 examples, num_examples says 4"),
+    ({"confusion_matrix": [[1, 1], [1, 1]], "roc": {**GOOD_ROC, "thresholds": [0.5, 0.1, 1]}},
+     "strictly ascending"),
+    ({"confusion_matrix": [[1, 1], [1, 1]], "roc": {**GOOD_ROC, "thresholds": [False, 1, 1]}},
+     "strictly ascending"),
+    ({"confusion_matrix": [[1, 1], [1, 1]], "roc": {**GOOD_ROC, "tp": [1]}},
+     "one count per threshold"),
+    ({"confusion_matrix": [[1, 1], [1, 1]], "roc": {**GOOD_ROC, "tp": [1, 2, 0]}},
+     "tp must not grow with the threshold"),
+    ({"confusion_matrix": [[1, 1], [1, 1]], "roc": {**GOOD_ROC, "fp": [9, 1, 0]}},
+     "fp must not grow .* nor exceed the 2 examples"),
 ])
 def test_bad_counts_are_refused_naming_the_field(raw, message):
     with pytest.raises(MalformedRequest, match=message):
-        EvaluationCounts.parse(raw)
+        EvaluationCounts.parse(raw, num_examples=4)
+
+
+def test_good_counts_pass():
+    counts = EvaluationCounts.parse({"confusion_matrix": [[1, 1], [1, 1]], "roc": GOOD_ROC}, 4)
+    assert counts.roc_curve() == ([0.0, 0.5, 1.0], [0.0, 0.5, 1.0], [1.0, 0.5, 0.0])
 
 
 def test_the_thresholds_are_the_hundredths():

@@ -69,7 +69,7 @@ def test_a_client_gives_up_on_an_absent_aggregator_with_one_line(observe):
 
 @pytest.mark.slow
 @pytest.mark.reliability(
-    scenario="a client dies for good in round 2 (min_clients 2, round timeout 2 s)",
+    scenario="a client dies for good in round 2 (min_clients 2, round timeout 5 s)",
     expected="each later round closes at its deadline with the quorum; the run completes")
 def test_a_client_that_dies_for_good_leaves_the_quorum_to_finish(tmp_path, observe):
     def client_2_dies(cid, round_):
@@ -77,7 +77,7 @@ def test_a_client_that_dies_for_good_leaves_the_quorum_to_finish(tmp_path, obser
             raise RuntimeError("client 2 was killed")
 
     server, learners, results, errors, _ = run_federation(
-        tmp_path, flags=("--min-clients", "2", "--round-timeout", "2", "--shutdown-grace", "3"),
+        tmp_path, flags=("--min-clients", "2", "--round-timeout", "5", "--shutdown-grace", "3"),
         before_fit=client_2_dies)
     assert list(errors) == [2] and sorted(results) == [0, 1]
     assert server.wait() == 0, server.output

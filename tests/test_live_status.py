@@ -25,6 +25,8 @@ def test_on_a_terminal_the_line_tracks_rounds_and_reports():
         status.feed(line)
     assert status.text().startswith("[status] rounds done 1/4, round 2: 1/3 clients reported")
     status.print_line("[aggregator] round=1/4 clients=3")
+    status.feed("x aggregator event=round_closed round=4/4 clients=3 examples=363 duration_s=1")
+    assert status.text().startswith("[status] rounds done 4/4, ")  # no "round 5" after the end
     status.close()
     shown = out.getvalue()
     assert "\r\x1b[K[aggregator] round=1/4 clients=3\n" in shown  # above the status line

@@ -54,5 +54,6 @@ def test_rounds_close_correctly_over_a_slow_lossy_network(tmp_path, cut_within, 
     assert all(f"round={r}/{ROUNDS} clients={CLIENTS}" in server.output
                for r in range(1, ROUNDS + 1))
     assert (out / FINAL_WEIGHTS).read_bytes() == expected
+    assert f"done={CLIENTS}/{CLIENTS}" in server.output  # every client's done arrived too
     observe(f"{proxy.cuts} of {proxy.connections} connections cut; {ROUNDS}/{ROUNDS} rounds "
             f"with {CLIENTS} clients; final weights byte-identical")

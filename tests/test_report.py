@@ -31,13 +31,13 @@ def sample_report() -> ReportData:
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 300)
     p1 = np.clip(0.4 * y + rng.uniform(0, 0.6, 300), 0, 1)
-    counts = EvaluationCounts.parse(count_outcomes(y, np.column_stack([1 - p1, p1]), 2))
+    counts = EvaluationCounts.parse(count_outcomes(y, np.column_stack([1 - p1, p1]), 2), 300)
     return ReportData(
         parameters={"num_clients": 3, "rounds": 4, "strategy": "fedavg",
-                    "dataset": "<script>alert(1)</script>"},
+                    "dataset": "<script>alert(1)</script>"}, num_clients=3,
         history=history, final_metrics={"test_accuracy": 0.81, "test_auc": 0.9},
-        client_final_metrics={0: {"test_accuracy": 0.8}, 1: {"test_accuracy": 0.82}},
-        partitions={0: {"examples": 100, "labels": [40, 60]}}, counts=counts,
+        client_final_metrics={0: {"test_accuracy": 0.8}, 1: {"<b>x</b>": 0.82}},
+        partitions={0: {"examples": 100, "labels": ["<i>", 60]}}, counts=counts,
         totals={"rounds_completed": 4, "bytes_exchanged": 1234})
 
 
@@ -46,6 +46,8 @@ def test_the_report_is_self_contained_and_escapes_what_it_shows():
     assert page.count("<svg") == 4  # global curves, per-client curves, participation, ROC
     assert "<script" not in page.replace("&lt;script&gt;", "")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page  # a metric name
+    assert "<i>" not in page and "&lt;i&gt;" in page  # a partition label
     # Nothing to fetch: the KFP UI's sandboxed frame would not load it (xmlns are names).
     for fetched in ("<link", " src=", 'href="http', "url(http", "@import"):
         assert fetched not in page

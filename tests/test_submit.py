@@ -10,6 +10,12 @@ from tests.http_recorder import HttpRecorder
 PACKAGE = str(REPO_ROOT / "compiled" / "fl_pipeline.yaml")
 
 
+@pytest.fixture(autouse=True)
+def _no_kfp_settings_from_the_environment(monkeypatch):
+    for name in ("KFP_HOST", "KFP_TOKEN", "KFP_COOKIES", "KFP_NAMESPACE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 RUN = {"run_id": "r-1", "experiment_id": "e-1", "display_name": "fl 7 clients",
        "created_at": "2026-11-30T10:00:00Z", "finished_at": "2026-11-30T10:12:30Z",
        "runtime_config": {"parameters": {"num_clients": 7, "rounds": 3, "dataset": "npz"}}}
@@ -164,3 +170,34 @@ def test_in_cluster_without_a_token_file_is_one_line(capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --in-cluster: cannot read the KFP token at /nonexistent/token")
     assert len(err.splitlines()) == 1
+
+
+def test_a_credential_flag_wins_over_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("KFP_TOKEN", "from-env")
+    with HttpRecorder(kfp_api(existing_pipeline=False)) as api:
+        assert submit.main(["--host", api.url, "--cookies", "s=1", "list"]) == 0
+    assert all(header(r, "authorization") is None for r in api.requests)
+    with HttpRecorder(kfp_api(existing_pipeline=False)) as api:
+        assert submit.main(["--host", api.url, "list"]) == 0
+    assert all(header(r, "authorization") == "Bearer from-env" for r in api.requests)
+
+
+def test_wait_rides_out_a_failed_state_check(capsys, monkeypatch):
+    monkeypatch.setattr(submit.time, "sleep", lambda s: None)
+    calls = iter([RuntimeError("port-forward dropped"), "RUNNING", "SUCCEEDED"])
+
+    class Flaky:
+        def get_run(self, run_id):
+            outcome = next(calls)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return type("Run", (), {"state": outcome})()
+
+    assert submit.follow(Flaky(), "r-1", timeout=60, poll=1) == "SUCCEEDED"
+    assert "state check failed (RuntimeError), trying again" in capsys.readouterr().out
+
+
+def test_poll_must_be_positive(capsys):
+    with pytest.raises(SystemExit):
+        submit.main(["--host", "http://x", "run", "--poll", "0"])
+    assert "must be a number of seconds > 0" in capsys.readouterr().err
