@@ -24,6 +24,14 @@ def local_run(runs_dir, *args, timeout=600):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
 
 
+def start_local_run(runs_dir, *args) -> subprocess.Popen:
+    """A local run whose output a test reads line by line (to kill a task mid-run)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.local_run", "--pipeline", str(PIPELINE),
+         "--runs-dir", str(runs_dir), *args],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def check_artifacts_as_the_kfp_ui_reads_them(task_dir, clients, rounds, tmp_path):
     # Metrics: a flat JSON object of numbers (the UI's scalar metrics table).
     metrics = json.loads((task_dir / "metrics").read_text())
@@ -140,10 +148,7 @@ def test_bad_arguments_fail_before_anything_starts(tmp_path, args, message):
 def test_aggregator_killed_mid_run_is_retried_and_resumes_from_its_volume(tmp_path, observe):
     """kill -9 the aggregator after round 2: the compiled retry policy restarts it, it resumes
     from the checkpoint on the run's volume, clients resync, and no round is lost or run twice."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.local_run", "--pipeline", str(PIPELINE),
-         "--runs-dir", str(tmp_path), "--arg", "num_clients=3", "--arg", "rounds=6"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_local_run(tmp_path, "--arg", "num_clients=3", "--arg", "rounds=6")
     output = []
     for line in proc.stdout:
         output.append(line)
@@ -168,10 +173,7 @@ def test_aggregator_killed_mid_run_is_retried_and_resumes_from_its_volume(tmp_pa
              "with every client; the run succeeds")
 def test_a_client_killed_mid_run_is_retried_and_rejoins(tmp_path, observe):
     rounds = 12
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.local_run", "--pipeline", str(PIPELINE),
-         "--runs-dir", str(tmp_path), "--arg", "num_clients=3", "--arg", f"rounds={rounds}"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_local_run(tmp_path, "--arg", "num_clients=3", "--arg", f"rounds={rounds}")
     output, killed_after = [], None
     for line in proc.stdout:
         output.append(line)
