@@ -3,7 +3,6 @@ summed confusion matrix and ROC counts, a summary and an HTML report."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import tempfile
@@ -35,9 +34,9 @@ def write_outputs(out_dir: str | os.PathLike, coordinator: RoundCoordinator,
         _atomic_write(out / FINAL_WEIGHTS, final)
         if coordinator.architecture:
             _atomic_write(out / MODEL_ARCHITECTURE, coordinator.architecture.encode())
-    _write_round_metrics(out / ROUND_METRICS, coordinator)
-    _atomic_write(out / CLIENT_METRICS, client_metrics_table(coordinator).to_csv(
-        index=False).encode())
+    for name, table in ((ROUND_METRICS, round_metrics_table(coordinator)),
+                        (CLIENT_METRICS, client_metrics_table(coordinator))):
+        _atomic_write(out / name, table.to_csv(index=False).encode())
     counts = coordinator.final_counts()
     if counts is not None:
         _atomic_write(out / EVALUATION, json.dumps(counts.to_json(), indent=1).encode())
@@ -81,10 +80,24 @@ def build_summary(coordinator: RoundCoordinator) -> dict:
     }
 
 
+def round_metrics_table(coordinator: RoundCoordinator):
+    """One row per closed round: who reported, who was missing, examples, duration and the
+    clients' validation metrics weighted by examples; a pandas DataFrame."""
+    import pandas as pd  # the aggregator needs it only at the very end
+
+    rows = [{"round": r.round, "clients": len(r.client_ids),
+             "missing": " ".join(map(str, r.missing)), "num_examples": r.num_examples,
+             "duration_s": round(r.duration_s, 3), **r.metrics} for r in coordinator.history]
+    columns = ["round", "clients", "missing", "num_examples", "duration_s"]
+    return pd.DataFrame(rows, columns=columns + sorted(
+        {k for row in rows for k in row} - set(columns)))
+
+
 def client_metrics_table(coordinator: RoundCoordinator):
     """One row per client and round (its validation metrics and examples), then one per
     client for the final model (``round`` = final: its test metrics); a pandas DataFrame."""
-    import pandas as pd  # the aggregator needs it only at the very end
+    import pandas as pd
+
     rows = [{"round": str(r.round), "client_id": int(cid),
              "examples": r.client_examples.get(cid), **metrics}
             for r in coordinator.history for cid, metrics in r.client_metrics.items()]
@@ -103,29 +116,6 @@ def ensure_writable(directory: str | os.PathLike) -> None:
     path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=path):
         pass
-
-
-def _write_round_metrics(path: Path, coordinator: RoundCoordinator) -> None:
-    tmp = path.with_suffix(".tmp")
-    try:
-        _write_csv(tmp, coordinator)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_csv(tmp: Path, coordinator: RoundCoordinator) -> None:
-    metric_names = sorted({name for r in coordinator.history for name in r.metrics})
-    with tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["round", "clients", "missing", "num_examples", "duration_s",
-                         *metric_names])
-        for r in coordinator.history:
-            writer.writerow([
-                r.round, len(r.client_ids), " ".join(map(str, r.missing)), r.num_examples,
-                f"{r.duration_s:.3f}",
-                *(r.metrics.get(name, "") for name in metric_names),
-            ])
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
