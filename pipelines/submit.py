@@ -108,17 +108,13 @@ def auth_headers(args: argparse.Namespace) -> dict[str, str]:
     return {"Authorization": f"Bearer {args.token}"} if args.token else {}
 
 
-def in_cluster_token(path: str | None = None) -> str:
-    path = path or IN_CLUSTER_TOKEN
+def in_cluster_token() -> str:
+    path = IN_CLUSTER_TOKEN
     try:
         return Path(path).read_text().strip()
     except OSError as exc:
         raise SubmitError(f"--in-cluster: cannot read the KFP token at {path} ({exc.strerror}):"
                           " is this a pod with the pipelines token volume?") from None
-
-
-def in_cluster_path() -> str:
-    return IN_CLUSTER_TOKEN
 
 
 def check_reachable(host: str, headers: dict[str, str]) -> None:
@@ -142,7 +138,7 @@ def make_client(args: argparse.Namespace):
 
     credentials = None
     if args.in_cluster:
-        credentials = kfp.client.ServiceAccountTokenVolumeCredentials(in_cluster_path())
+        credentials = kfp.client.ServiceAccountTokenVolumeCredentials(IN_CLUSTER_TOKEN)
     return kfp.Client(host=args.host, namespace=args.namespace or "kubeflow",
                       existing_token=args.token, cookies=args.cookies,
                       credentials=credentials)
