@@ -8,8 +8,11 @@ from components.runtime import CLIENT_PACKAGES, PYTHON_IMAGE, TENSORFLOW_IMAGE
 
 
 @dsl.component(base_image=PYTHON_IMAGE)
-def client_ids(num_clients: int) -> list:
-    """The ids 0..num_clients-1, one ParallelFor iteration each."""
+def client_ids(num_clients: int) -> list[int]:
+    """The ids 0..num_clients-1, one ParallelFor iteration each. Typed ``list[int]``: the
+    KFP backend then types each loop item NUMBER_INTEGER, as ``client.client_id`` is
+    declared; a bare ``list`` makes the items STRING and every client's driver refuses
+    them (``type mismatch: expect NUMBER_INTEGER, got string``)."""
     if num_clients < 1:
         raise ValueError(f"num_clients must be at least 1, got {num_clients}")
     return list(range(num_clients))

@@ -3,16 +3,42 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+import yaml
 
 DEFAULT_OUTPUT = Path("compiled/fl_pipeline.yaml")
 
 
+class CompiledPipelineError(ValueError):
+    """The compiled YAML would fail, or be misread, on a real KFP backend."""
+
+
+def check_compiled(path: Path) -> None:
+    """Refuse a compiled pipeline whose task inputs the KFP driver would reject or whose
+    platform document the backend would drop or misread (CompiledPipelineError)."""
+    from pipelines.fl_pipeline import PLATFORM_NEEDS
+    from pipelines.input_types import parameter_type_problems
+    from pipelines.platform_spec import platform_problems
+
+    docs = list(yaml.safe_load_all(Path(path).read_text()))
+    problems = parameter_type_problems(docs[0])
+    if len(docs) < 2:
+        problems.append("no platform document: no pod labels, volumes or run-id variables")
+    else:
+        problems += platform_problems(docs[0], docs[1], PLATFORM_NEEDS)
+    if problems:
+        raise CompiledPipelineError(f"{path}: " + "; ".join(problems))
+
+
 def compile_pipeline(output: Path, num_clients: int, base_image: str | None = None,
                      client_image: str | None = None) -> Path:
-    """Compile the pipeline to ``output``; images override the stock ones when given."""
+    """Compile the pipeline to ``output``, checked (``check_compiled``) before it replaces
+    anything there; images override the stock ones when given."""
     from kfp import compiler
 
     from components import aggregator, client, service
@@ -27,7 +53,14 @@ def compile_pipeline(output: Path, num_clients: int, base_image: str | None = No
             tensorflow_component.component_spec.implementation.container.image = (
                 client_image or base_image)
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(num_clients), package_path=str(output))
+    fd, draft = tempfile.mkstemp(suffix=".yaml", dir=output.parent)
+    os.close(fd)
+    try:
+        compiler.Compiler().compile(build_pipeline(num_clients), package_path=draft)
+        check_compiled(Path(draft))
+        os.replace(draft, output)
+    finally:
+        Path(draft).unlink(missing_ok=True)
     return output
 
 
@@ -50,7 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     if num_clients < 1:
         parser.error(f"--num-clients must be at least 1, got {num_clients}")
-    path = compile_pipeline(args.output, num_clients, args.base_image, args.client_image)
+    try:
+        path = compile_pipeline(args.output, num_clients, args.base_image, args.client_image)
+    except CompiledPipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"compiled {path} (num_clients default {num_clients})")
     return 0
 

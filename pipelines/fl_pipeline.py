@@ -18,6 +18,7 @@ from kfp import dsl, kubernetes
 from components.aggregator import aggregator
 from components.client import client, client_ids, export_model
 from components.service import create_checkpoint_volume, create_service, delete_service
+from pipelines.platform_spec import ExecutorNeeds
 from server_component.k8s_objects import (
     AGGREGATOR_ROLE,
     CLIENT_ROLE,
@@ -35,6 +36,21 @@ CHECKPOINT_MOUNT = "/fl/checkpoint"
 DATA_MOUNT = "/fl/data"
 
 
+_RUN_IDENTITY = {RUN_ID_ENV: f"metadata.labels['{RUN_ID_LABEL}']",
+                 NAMESPACE_ENV: "metadata.namespace"}
+# What each task's pod must get from the platform config; compile checks the YAML against it.
+PLATFORM_NEEDS = (
+    ExecutorNeeds("exec-create-service", _RUN_IDENTITY),
+    ExecutorNeeds("exec-create-checkpoint-volume", _RUN_IDENTITY),
+    ExecutorNeeds("exec-delete-service", _RUN_IDENTITY),
+    ExecutorNeeds("exec-export-model", _RUN_IDENTITY),
+    ExecutorNeeds("exec-aggregator", _RUN_IDENTITY, {ROLE_LABEL: AGGREGATOR_ROLE},
+                  mounts=(CHECKPOINT_MOUNT,)),
+    ExecutorNeeds("exec-client", _RUN_IDENTITY, {ROLE_LABEL: CLIENT_ROLE},
+                  mounted_by_some=(DATA_MOUNT,)),
+)
+
+
 def default_num_clients() -> int:
     """The compile-time default of ``num_clients``: ``NUM_OF_CLIENTS`` or 5."""
     raw = os.environ.get("NUM_OF_CLIENTS", "").strip()
@@ -47,8 +63,8 @@ def default_num_clients() -> int:
 def _with_run_identity(task: dsl.PipelineTask) -> dsl.PipelineTask:
     """Hand the task its run id and namespace from its own pod (downward API); no task of
     a federated run may be served from the cache."""
-    kubernetes.use_field_path_as_env(task, RUN_ID_ENV, f"metadata.labels['{RUN_ID_LABEL}']")
-    kubernetes.use_field_path_as_env(task, NAMESPACE_ENV, "metadata.namespace")
+    for name, field_path in _RUN_IDENTITY.items():
+        kubernetes.use_field_path_as_env(task, name, field_path)
     return task.set_caching_options(False)
 
 

@@ -4,6 +4,10 @@
 deadlock. This runner walks the compiled DAG itself: independent tasks start together as
 subprocesses running their compiled commands, ParallelFor iterations run at once, outputs
 flow between tasks, a failed task stops the rest, and the exit task always runs.
+
+It is as strict as the KFP backend: every DAG, loop iteration and container task resolves
+its inputs by the backend driver's rules (``pipelines.kfp_driver``), so a pipeline that a
+real cluster would fail with ``failed to resolve inputs: ...`` fails here the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +29,17 @@ from typing import Any
 import yaml
 
 from pipelines.argument_checks import check_arguments
+from pipelines.kfp_driver import (
+    DriverError,
+    collect_output_parameters,
+    executor_values,
+    launcher_inputs,
+    loop_items,
+    resolve_iteration_inputs,
+    resolve_string,
+    resolve_task_inputs,
+    root_inputs,
+)
 from pipelines.live_status import LiveStatus
 from pipelines.local_conditions import evaluate_condition
 from pipelines.local_tasks import (
@@ -36,12 +51,7 @@ from pipelines.local_tasks import (
     run_container_task,
     terminate_all,
 )
-from pipelines.parameters import (
-    PipelineArgumentError,
-    cast_parameters,
-    parse_pairs,
-    with_defaults,
-)
+from pipelines.parameters import PipelineArgumentError, parse_pairs, with_defaults
 
 LOCAL_NAMESPACE = "local"
 # One TF thread per client process: N clients share this machine's few cores.
@@ -94,6 +104,7 @@ class LocalRunner:
         values = self.resolve_arguments(dict(arguments or {}))
         if "aggregator_port" in values and "aggregator_port" not in (arguments or {}):
             values["aggregator_port"] = free_port()
+        definitions = self.spec["root"].get("inputDefinitions", {}).get("parameters", {})
         run_id = str(uuid.uuid4())
         run_dir = self.runs_dir / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +113,7 @@ class LocalRunner:
                           extra_env=LOCAL_ENV, on_line=self._on_line)
         self._progress(f"run {run_id} -> {run_dir}")
         try:
-            self._run_dag(self.spec["root"], values, ctx)
+            self._run_dag(self.spec["root"], root_inputs(values, definitions), ctx)
         except DagFailed:
             pass  # already reported by _fail, and the exit task has run
         except KeyboardInterrupt:
@@ -115,13 +126,15 @@ class LocalRunner:
     def _run_dag(self, component: Mapping[str, Any], inputs: Mapping[str, Any],
                  ctx: TaskContext, suffix: str = "") -> None:
         """Run every task of a DAG, each once its upstream tasks finished; ``suffix`` tells
-        ParallelFor iterations apart in task names (client-0, client-1, ...)."""
+        ParallelFor iterations apart in task names (client-0, client-1, ...). ``inputs`` are
+        the DAG's own, as its driver resolved them."""
         tasks = component["dag"]["tasks"]
         finished = {name: threading.Event() for name in tasks}
         status: dict[str, str] = {}
         outputs: dict[str, dict] = {}
 
         def run_one(name: str, task: Mapping[str, Any]) -> None:
+            display = task.get("taskInfo", {}).get("name", name)
             try:
                 for upstream in task.get("dependentTasks", []):
                     finished[upstream].wait()
@@ -131,16 +144,15 @@ class LocalRunner:
                 if not exit_task and (not upstream_ok or ctx.cancelled.is_set()):
                     status[name] = "skipped"
                     return
-                params = self._task_inputs(task, inputs, outputs)
+                child = self.spec["components"][task["componentRef"]["name"]]
+                params = self._driver_inputs(display + suffix, task, child, inputs, outputs, ctx)
                 condition = task.get("triggerPolicy", {}).get("condition")
                 if condition and not evaluate_condition(condition, params):
                     status[name] = "skipped"
                     return
-                display = task.get("taskInfo", {}).get("name", name)
                 artifacts = self._artifact_inputs(task, outputs)
-                outputs[name] = self._run_task(display, suffix, task, params, ctx,
-                                               lambda ref: self._resolve(ref, inputs, outputs),
-                                               artifacts)
+                outputs[name] = self._run_task(display, suffix, task, child, params, ctx,
+                                               inputs, outputs, artifacts)
                 status[name] = "succeeded"
             except Exception as exc:  # any failure stops the run; the exit task still runs
                 status[name] = "failed"
@@ -157,53 +169,82 @@ class LocalRunner:
         if any(s == "failed" for s in status.values()):
             raise DagFailed("a task in this DAG failed")  # the first failure is in _failure
 
+    @staticmethod
+    def _driver_inputs(name: str, task: Mapping[str, Any], component: Mapping[str, Any],
+                       inputs: Mapping[str, Any], outputs: Mapping[str, dict],
+                       ctx: TaskContext) -> dict[str, Any]:
+        """The task's inputs as its KFP driver resolves them, or the driver's failure."""
+        run = {"run_id": ctx.run_id, "run_name": ctx.run_id, "task_name": name}
+        try:
+            return resolve_task_inputs(task, component, inputs, outputs,
+                                       dag_driver="dag" in component, run=run)
+        except DriverError as exc:
+            raise DriverError(f"driver of task {name} failed: {exc}") from None
+
     def _run_task(self, display: str, suffix: str, task: Mapping[str, Any],
-                  params: dict[str, Any], ctx: TaskContext, resolve,
+                  component: Mapping[str, Any], params: dict[str, Any], ctx: TaskContext,
+                  dag_inputs: Mapping[str, Any], dag_outputs: Mapping[str, dict],
                   artifacts: Mapping[str, dict] | None = None) -> dict:
-        component = self.spec["components"][task["componentRef"]["name"]]
         if "dag" in component:
-            return self._run_sub_dag(suffix, task, component, params, ctx)
+            return self._run_sub_dag(display + suffix, suffix, task, component, params, ctx)
         name = display + suffix
         label = component["executorLabel"]
         platform = self.platform_executors.get(label, {})
-        params = cast_parameters(params, component.get("inputDefinitions", {})
-                                 .get("parameters", {}))
-        params = remap_paths(params, local_mounts(platform, resolve, ctx.run_dir))
+        try:
+            mounts = local_mounts(platform, lambda ref: resolve_string(ref, dag_inputs,
+                                                                       dag_outputs),
+                                  ctx.run_dir)
+        except DriverError as exc:
+            raise DriverError(f"driver of task {name} failed: {exc}") from None
+        # What the component's Python function receives: the launcher's defaults added,
+        # numbers written as protojson writes them (3, not 3.0).
+        values = remap_paths(executor_values(launcher_inputs(params, component)), mounts)
         env = field_path_env(platform, ctx.run_id, ctx.namespace)
         env["KFP_RUN_ID"] = env.get("KFP_RUN_ID", ctx.run_id)
         if label in LOOPBACK_TASKS:
-            result = LOOPBACK_TASKS[label](params, env)
+            result = LOOPBACK_TASKS[label](values, env)
+            result["parameters"] = collect_output_parameters(
+                result["parameters"], {}, component.get("outputDefinitions", {})
+                .get("parameters", {}))
         else:
             container = self.spec["deploymentSpec"]["executors"][label]["container"]
             retries = int(task.get("retryPolicy", {}).get("maxRetryCount", 0))
             exit_task = (task.get("triggerPolicy", {}).get("strategy")
                          == "ALL_UPSTREAM_TASKS_COMPLETED")
-            result = run_container_task(name, container, component, params, env, ctx, retries,
+            result = run_container_task(name, container, component, values, env, ctx, retries,
                                         exit_task=exit_task, input_artifacts=artifacts)
         with self._outputs_lock:
             self._outputs[name] = result
         return result
 
-    def _run_sub_dag(self, suffix: str, task: Mapping[str, Any], component: Mapping[str, Any],
-                     params: dict[str, Any], ctx: TaskContext) -> dict:
+    def _run_sub_dag(self, name: str, suffix: str, task: Mapping[str, Any],
+                     component: Mapping[str, Any], params: dict[str, Any],
+                     ctx: TaskContext) -> dict:
         iterator = task.get("parameterIterator")
         if iterator is None:
             self._run_dag(component, params, ctx, suffix)
             return {"parameters": {}, "artifacts": {}}
-        items = params[iterator["items"]["inputParameter"]]
-        if isinstance(items, str):
-            items = json.loads(items)
+        loop_inputs = dict(params)
+        try:
+            if "raw" in iterator["items"]:  # a loop over a literal list
+                loop_inputs[iterator["itemInput"]] = loop_items(iterator["items"]["raw"])
+            items_input = iterator["items"].get("inputParameter") or iterator["itemInput"]
+            count = len(loop_items(loop_inputs.get(items_input)))
+            iterations = [resolve_iteration_inputs(task, component, loop_inputs, index)
+                          for index in range(count)]
+        except DriverError as exc:
+            raise DriverError(f"driver of task {name} failed: iterating on item input "
+                              f"\"{iterator['itemInput']}\" failed: {exc}") from None
         errors: list[Exception] = []
 
-        def iteration(index: int, item: Any) -> None:
+        def iteration(index: int, inputs: dict[str, Any]) -> None:
             try:
-                self._run_dag(component, {**params, iterator["itemInput"]: item}, ctx,
-                              suffix=f"{suffix}-{index}")
+                self._run_dag(component, inputs, ctx, suffix=f"{suffix}-{index}")
             except Exception as exc:
                 errors.append(exc)
 
-        threads = [threading.Thread(target=iteration, args=(i, item), daemon=True)
-                   for i, item in enumerate(items)]
+        threads = [threading.Thread(target=iteration, args=(i, inputs), daemon=True)
+                   for i, inputs in enumerate(iterations)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -211,12 +252,6 @@ class LocalRunner:
         if errors:
             raise errors[0]
         return {"parameters": {}, "artifacts": {}}
-
-    @classmethod
-    def _task_inputs(cls, task: Mapping[str, Any], inputs: Mapping[str, Any],
-                     outputs: Mapping[str, dict]) -> dict[str, Any]:
-        return {name: cls._resolve(source, inputs, outputs)
-                for name, source in task.get("inputs", {}).get("parameters", {}).items()}
 
     @staticmethod
     def _artifact_inputs(task: Mapping[str, Any], outputs: Mapping[str, dict]
@@ -229,21 +264,6 @@ class LocalRunner:
                 raise NotImplementedError(f"local runner: unsupported artifact source {source}")
             found[name] = outputs[ref["producerTask"]]["artifacts"][ref["outputArtifactKey"]]
         return found
-
-    @staticmethod
-    def _resolve(source: Mapping[str, Any], inputs: Mapping[str, Any],
-                 outputs: Mapping[str, dict]) -> Any:
-        """The value a parameter reference in the IR points at."""
-        if "componentInputParameter" in source:
-            return inputs[source["componentInputParameter"]]
-        if "taskOutputParameter" in source:
-            ref = source["taskOutputParameter"]
-            return outputs[ref["producerTask"]]["parameters"][ref["outputParameterKey"]]
-        if "runtimeValue" in source:
-            return source["runtimeValue"]["constant"]
-        if "constant" in source:
-            return source["constant"]
-        raise NotImplementedError(f"local runner: unsupported parameter source {source}")
 
     # ---- failure and progress -----------------------------------------------------------
 

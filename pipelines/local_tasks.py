@@ -25,6 +25,8 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from pipelines.kfp_driver import DriverError, collect_output_parameters
+
 EXECUTOR_INPUT_PLACEHOLDER = "{{$}}"
 # Locally an HTML or Markdown artifact gets its extension, so that a browser opens it as such.
 _SUFFIXES = {"system.HTML": ".html", "system.Markdown": ".md"}
@@ -125,7 +127,7 @@ def run_container_task(name: str, container: Mapping[str, Any], component: Mappi
         exit_code = _run_process(name, prepare_command(container, exec_input), env, ctx,
                                  log_path, attempt, cancellable=not exit_task)
         if exit_code == 0:
-            return _read_outputs(exec_input)
+            return _read_outputs(exec_input, component)
         if ctx.cancelled.is_set() and not exit_task:
             break
     raise TaskFailed(name, exit_code, log_path)
@@ -176,14 +178,19 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def _read_outputs(exec_input: Mapping[str, Any]) -> dict[str, Any]:
+def _read_outputs(exec_input: Mapping[str, Any], component: Mapping[str, Any]
+                  ) -> dict[str, Any]:
+    """The task's outputs as the KFP launcher collects them: parameters typed by their
+    declarations, artifacts with their metadata."""
     out_file = Path(exec_input["outputs"]["outputFile"])
     result = json.loads(out_file.read_text()) if out_file.exists() else {}
-    params = dict(result.get("parameterValues", {}))
+    files = {}
     for name, spec in exec_input["outputs"]["parameters"].items():
         path = Path(spec["outputFile"])
-        if name not in params and path.exists():
-            params[name] = path.read_text()
+        files[name] = path.read_text() if path.exists() else None
+    params = collect_output_parameters(
+        result.get("parameterValues", {}), files,
+        component.get("outputDefinitions", {}).get("parameters", {}))
     artifacts = {}
     for name, entry in result.get("artifacts", {}).items():
         artifact = entry["artifacts"][0]
@@ -270,7 +277,12 @@ def local_mounts(platform_executor: Mapping[str, Any], pvc_name_of: Callable[[di
     """mount path -> local directory standing in for each PVC the task mounts."""
     mounts = {}
     for mount in platform_executor.get("pvcMount", []):
-        name = pvc_name_of(mount.get("pvcNameParameter") or mount)
+        if not mount.get("mountPath"):
+            raise DriverError("failed to mount volume, missing mountpath or pvc name")
+        try:
+            name = pvc_name_of(mount.get("pvcNameParameter") or mount)
+        except DriverError as exc:
+            raise DriverError(f"failed to resolve pvc name: {exc}") from None
         local = run_dir / "volumes" / name
         local.mkdir(parents=True, exist_ok=True)
         mounts[mount["mountPath"].rstrip("/")] = local
