@@ -4,6 +4,7 @@ of the requests kfp.Client really sends (no KFP backend runs here)."""
 import pytest
 
 from pipelines import submit
+from pipelines.kfp_driver import as_value, check_run_arguments
 from tests.conftest import REPO_ROOT
 from tests.http_recorder import HttpRecorder
 
@@ -80,6 +81,10 @@ def test_run_sends_typed_arguments_and_no_caching(capsys):
     [create] = [r for r in api.requests if r.path == "/apis/v2beta1/runs"]
     body = create.json
     assert body["runtime_config"]["parameters"] == {"num_clients": 7, "rounds": 3}
+    # ... with the kinds the API server's validatePipelineJobInputs demands (a number, not "7").
+    definitions = body["pipeline_spec"]["pipeline_spec"]["root"]["inputDefinitions"]
+    check_run_arguments(as_value(body["runtime_config"]["parameters"]),
+                        definitions["parameters"])
     assert body["experiment_id"] == "e-1"
     # The IR and its Kubernetes platform spec (field-path env, pod labels) both travel.
     assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "fl-on-kubeflow"
