@@ -173,6 +173,7 @@ def check_run_arguments(arguments: Mapping[str, Any], definitions: Mapping[str, 
                 raise DriverError(f"parameter {name} is not optional, yet has neither default "
                                   "value nor user provided value")
             continue
+        _check_literals(name, arguments[name], definition)
         kind = wanted.get(definition.get("parameterType", ""))
         if kind is None:
             raise DriverError(f"input parameter {name} requires type "
@@ -291,6 +292,8 @@ def resolve_task_inputs(task: Mapping[str, Any], component: Mapping[str, Any],
                     continue
                 raise DriverError("the resolved input parameter is null: "
                                   f"{source['componentInputParameter']}")
+            _check_literals(name, value, definitions.get(name, {}), f'validating parameter '
+                                                                    f'"{name}": ')
             inputs[name] = value
         _validate_and_convert(inputs, definitions, task, iteration=False, set_nil=set_nil)
     except DriverError as exc:
@@ -365,6 +368,15 @@ def _validate_and_convert(inputs: dict[str, Any], definitions: Mapping[str, Any]
         if not accepted[kind]:
             raise DriverError(f"input parameter {json.dumps(name)} type mismatch: expect "
                               f"{expected}, got {kind}")
+
+
+def _check_literals(name: str, value: Any, definition: Mapping[str, Any],
+                    prefix: str = "") -> None:
+    """``util.ValidateLiteralParameter``: a ``Literal[...]`` input takes one of its values."""
+    literals = [as_value(v) for v in definition.get("literals", [])]
+    if literals and (kind_of(value), value) not in [(kind_of(v), v) for v in literals]:
+        raise DriverError(f"{prefix}input parameter {json.dumps(name)} value {value!r} does not "
+                          f"match any of the allowed literal values: {literals}")
 
 
 def launcher_inputs(inputs: Mapping[str, Any], component: Mapping[str, Any]) -> dict[str, Any]:

@@ -169,3 +169,16 @@ def test_run_arguments_need_their_declared_kind():
     with pytest.raises(DriverError, match="parameter name is not optional"):
         check_run_arguments({}, definitions)
     assert as_value((1, {"k": 2})) == [1.0, {"k": 2.0}]
+
+
+def test_a_literal_input_takes_only_its_values():
+    spec = {"inputDefinitions": {"parameters": {
+        "mode": {"parameterType": "STRING", "literals": ["off", "secagg"]}}}}
+    assert resolve_task_inputs(task(mode=from_parent("m")), spec, {"m": "off"}, {}) == \
+        {"mode": "off"}
+    with pytest.raises(DriverError, match='validating parameter "mode": input parameter '
+                                          '"mode" value .on. does not match any of the '
+                                          'allowed literal values'):
+        resolve_task_inputs(task(mode=from_parent("m")), spec, {"m": "on"}, {})
+    with pytest.raises(DriverError, match="allowed literal values"):
+        check_run_arguments({"mode": "on"}, spec["inputDefinitions"]["parameters"])
