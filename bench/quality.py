@@ -34,6 +34,12 @@ def dataset_flags(data: str) -> list[str]:
     return ["--dataset", "npz", "--data-uri", data]
 
 
+def dataset_kwargs(data: str) -> dict[str, str]:
+    """The same choice as ClientConfig fields."""
+    return {"dataset": "breast_cancer"} if data == "breast_cancer" else {
+        "dataset": "npz", "data_uri": data}
+
+
 def load_data(args: argparse.Namespace):
     from client_component.datasets import load_dataset
 
@@ -128,10 +134,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--norm", choices=("none", "group"), default="none")
     p.add_argument("--update-dtype", choices=("float32", "float16"), default="float32",
                    help="dtype of the clients' posted updates (float16 halves the upload)")
+    sweep = p.add_argument_group("sweep", "--sweep: a grid instead of one setting")
+    sweep.add_argument("--sweep", action="store_true",
+                       help="federated vs centralized over alphas x clients x seeds x strategies")
+    sweep.add_argument("--alphas", default="0.1,0.3,0.5,1.0", help="Dirichlet label-skew alphas")
+    sweep.add_argument("--clients-list", default="5,7,10", help="numbers of clients")
+    sweep.add_argument("--seeds", type=int, default=5, help="seeds per cell, from --seed on")
+    sweep.add_argument("--strategies", default="fedavg",
+                       help="comma-separated: aggregator strategies (fedavg, fedavgm[:m], "
+                       "fedadam, ...) or fedprox (FedAvg with --mu on the clients)")
     args = p.parse_args(argv)
     if args.data != "breast_cancer" and not Path(args.data).is_file():
         print(f"error: {args.data} not found (see ../shared/data/README.md)", file=sys.stderr)
         return 2
+    if args.sweep:
+        from bench.sweep import run_sweep
+
+        return run_sweep(args)
     with tempfile.TemporaryDirectory(prefix="fl-quality-") as workdir:
         federated_run = run_federated(args, Path(workdir))
         federated = (federated_run["client_metrics"] if args.data == "breast_cancer"

@@ -20,7 +20,7 @@ from server_component.chunked import CHUNK, add_scaled
 
 NDArrays = list[np.ndarray]
 Tensors = dict[str, np.ndarray]
-STRATEGIES = ("fedavg", "fedadam", "median", "trimmed-mean[:beta]")
+STRATEGIES = ("fedavg", "fedavgm[:momentum]", "fedadam", "median", "trimmed-mean[:beta]")
 
 
 class StrategyError(ValueError):
@@ -91,6 +91,19 @@ def fedadam_step(current: Sequence[np.ndarray], aggregated: Sequence[np.ndarray]
     new = [(c + eta_norm * mi / (np.sqrt(vi) + params.tau)).astype(c.dtype)
            for c, mi, vi in zip(current, m, v, strict=True)]
     return new, m, v
+
+
+def fedavgm_step(current: Sequence[np.ndarray], averaged: Sequence[np.ndarray],
+                 velocity: Sequence[np.ndarray] | None, momentum: float,
+                 server_lr: float = 1.0) -> tuple[NDArrays, NDArrays]:
+    """One FedAvgM step (Hsu et al. 2019, as Flower's ``FedAvgM``): the pseudo-gradient
+    ``current - averaged`` accumulates into a velocity, and the model moves against it."""
+    gradient = [c.astype(np.float64) - a.astype(np.float64)
+                for c, a in zip(current, averaged, strict=True)]
+    if velocity is not None and momentum > 0:
+        gradient = [momentum * v + g for v, g in zip(velocity, gradient, strict=True)]
+    new = [(c - server_lr * g).astype(c.dtype) for c, g in zip(current, gradient, strict=True)]
+    return new, gradient
 
 
 # ---- per-round accumulators -------------------------------------------------------------
@@ -249,6 +262,36 @@ class FedAdam(Strategy):
             self._v = {k[2:]: a for k, a in state.items() if k.startswith("v/")}
 
 
+class FedAvgM(Strategy):
+    """FedAvg with server momentum: the averaged update, smoothed over rounds, so that one
+    round's skewed participants pull the model less far off course."""
+
+    def __init__(self, momentum: float = 0.9, server_lr: float = 1.0) -> None:
+        if not 0 <= momentum < 1:
+            raise StrategyError(f"fedavgm momentum must be in [0, 1), got {momentum}")
+        self.momentum, self.server_lr = momentum, server_lr
+        self.name = f"fedavgm:{momentum:g}"
+        self._velocity: Tensors | None = None
+
+    def aggregate(self, accumulator: RunningWeightedSum, current: Tensors,
+                  server_round: int) -> Tensors:
+        names = sorted(current)
+        averaged = accumulator.average(_dtypes(current))
+        new, velocity = fedavgm_step(
+            [current[n] for n in names], [averaged[n] for n in names],
+            None if self._velocity is None else [self._velocity[n] for n in names],
+            self.momentum, self.server_lr)
+        self._velocity = dict(zip(names, velocity, strict=True))
+        return dict(zip(names, new, strict=True))
+
+    def state(self) -> Tensors:
+        return {f"velocity/{k}": a for k, a in (self._velocity or {}).items()}
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        if state:
+            self._velocity = {k.removeprefix("velocity/"): a for k, a in state.items()}
+
+
 class Median(Strategy):
     name = "median"
     keeps_all_updates = True
@@ -284,13 +327,19 @@ def _cast_like(tensors: Tensors, model: Tensors) -> Tensors:
 
 
 def parse_strategy(spec: str) -> Strategy:
-    """``fedavg``, ``fedadam``, ``median`` or ``trimmed-mean[:beta]`` (default beta 0.1)."""
+    """``fedavg``, ``fedavgm[:momentum]`` (default 0.9), ``fedadam``, ``median`` or
+    ``trimmed-mean[:beta]`` (default beta 0.1)."""
     name, _, arg = spec.strip().lower().partition(":")
     if name == "trimmed-mean":
         try:
             return TrimmedMean(float(arg) if arg else 0.1)
         except ValueError as exc:
             raise StrategyError(f"bad trimmed-mean beta {arg!r}: {exc}") from None
+    if name == "fedavgm":
+        try:
+            return FedAvgM(float(arg) if arg else 0.9)
+        except ValueError as exc:
+            raise StrategyError(f"bad fedavgm momentum {arg!r}: {exc}") from None
     known = {"fedavg": FedAvg, "fedadam": FedAdam, "median": Median}
     if name not in known or arg:
         raise StrategyError(f"unknown strategy {spec!r}; accepted: {', '.join(STRATEGIES)}")

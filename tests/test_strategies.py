@@ -91,6 +91,7 @@ def test_robust_strategies_keep_every_update_and_say_so():
 
 
 @pytest.mark.parametrize("spec, name", [("fedavg", "fedavg"), ("FedAdam", "fedadam"),
+                                        ("fedavgm", "fedavgm:0.9"), ("fedavgm:0.5", "fedavgm:0.5"),
                                         ("median", "median"), ("trimmed-mean", "trimmed-mean:0.1"),
                                         ("trimmed-mean:0.2", "trimmed-mean:0.2")])
 def test_parse_strategy(spec, name):
@@ -98,6 +99,7 @@ def test_parse_strategy(spec, name):
 
 
 @pytest.mark.parametrize("spec", ["krum", "fedavg:1", "trimmed-mean:0.5", "trimmed-mean:x",
+                                  "fedavgm:1", "fedavgm:-0.1", "fedavgm:x",
                                   "trimmed-mean:nan"])
 def test_bad_strategies_name_the_accepted_ones(spec):
     with pytest.raises(StrategyError):
@@ -220,3 +222,42 @@ def test_all_finite_sees_a_nan_in_any_chunk():
     assert all_finite(values)
     values[2 * CHUNK + 5] = np.nan
     assert not all_finite(values)
+
+
+def test_fedavgm_steps_match_a_hand_computation_and_survive_a_checkpoint():
+    current = {"w000": np.zeros(2, np.float32)}
+    strategy, restored = parse_strategy("fedavgm:0.5"), parse_strategy("fedavgm:0.5")
+    acc = strategy.new_round()
+    acc.add({"w000": np.array([1.0, 2.0], np.float32)}, 1)
+    current = strategy.aggregate(acc, current, 1)  # velocity = -(1, 2): a plain FedAvg step
+    np.testing.assert_allclose(current["w000"], [1.0, 2.0])
+    restored.load_state(strategy.state())
+    for s in (strategy, restored):
+        acc = s.new_round()
+        acc.add({"w000": np.array([2.0, 2.0], np.float32)}, 3)
+        # velocity = 0.5 * -(1, 2) + -(1, 0) = -(1.5, 1); the model moves by it
+        np.testing.assert_allclose(s.aggregate(acc, current, 2)["w000"], [2.5, 3.0])
+
+
+def test_cross_check_fedavgm_with_flower_over_three_rounds():
+    _flower()
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+    from flwr.server.strategy import FedAvgM as FlowerFedAvgM
+
+    rng = np.random.default_rng(1)
+    initial = [rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)]
+    flower = FlowerFedAvgM(initial_parameters=ndarrays_to_parameters(initial),
+                           server_momentum=0.9, server_learning_rate=1.0)
+    ours, current = parse_strategy("fedavgm:0.9"), {"w000": initial[0], "w001": initial[1]}
+    for server_round in (1, 2, 3):
+        results = _random_results(200 + server_round, clients=4)
+        results = [([w[0][:4, :3], w[1][:3]], n) for w, n in results]
+        fit = [(None, FitRes(Status(Code.OK, ""), ndarrays_to_parameters(w), n, {}))
+               for w, n in results]
+        theirs = parameters_to_ndarrays(flower.aggregate_fit(server_round, fit, [])[0])
+        acc = ours.new_round()
+        for w, n in results:
+            acc.add({"w000": w[0], "w001": w[1]}, n)
+        current = ours.aggregate(acc, current, server_round)
+        np.testing.assert_allclose(current["w000"], theirs[0], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(current["w001"], theirs[1], rtol=1e-4, atol=1e-5)
