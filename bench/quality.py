@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.harness import REPO_ROOT, AggregatorProcess, markdown_table
+from client_component.model_config import LOGIT_ADJUSTMENTS, OPTIMIZERS
 
 CLIENT_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_NUM_INTRAOP_THREADS": "1",
               "TF_NUM_INTEROP_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -59,7 +60,8 @@ def run_federated(args: argparse.Namespace, workdir: Path) -> dict:
          *dataset_flags(args.data), "--partition", args.partition, "--seed", str(args.seed),
          "--local-epochs", str(args.local_epochs), "--batch-size", str(args.batch_size),
          "--learning-rate", str(args.learning_rate), "--fedprox-mu", str(mu),
-         "--class-weights", args.class_weights, "--width", str(args.width),
+         "--class-weights", args.class_weights, "--logit-adjustment", args.logit_adjustment,
+         "--width", str(args.width),
          "--depth", str(args.depth), "--optimizer", args.optimizer, "--norm", args.norm,
          "--update-dtype", args.update_dtype],
         cwd=REPO_ROOT, env={**os.environ, **CLIENT_ENV}, stdout=subprocess.DEVNULL,
@@ -107,7 +109,8 @@ def run_centralized(args: argparse.Namespace) -> dict:
     model = build_model(data.input_shape, data.num_classes, data.kind, model_config(args),
                         seed=args.seed)
     learner = KerasLearner(model, data, TrainingConfig(
-        args.rounds * args.local_epochs, args.batch_size, 0.0, args.class_weights, args.seed))
+        args.rounds * args.local_epochs, args.batch_size, 0.0, args.class_weights, args.seed,
+        args.logit_adjustment))
     learner.fit(1)
     # One client holding everything: its test share is the whole official test split.
     return learner.evaluate_test()[1]
@@ -126,12 +129,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--strategy", choices=("fedavg", "fedprox"), default="fedavg")
     p.add_argument("--mu", type=float, default=0.01, help="FedProx mu with --strategy fedprox")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=0.001)
+    p.add_argument("--learning-rate", type=float, default=0.01)
     p.add_argument("--class-weights", choices=("none", "balanced"), default="none")
     p.add_argument("--width", type=int, default=32, help="model base width")
     p.add_argument("--depth", type=int, default=2, help="MLP layers / CNN blocks")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    p.add_argument("--norm", choices=("none", "group"), default="none")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="auto",
+                   help="auto: SGD with momentum for images, Adam for tables")
+    p.add_argument("--norm", choices=("none", "group"), default="group")
+    p.add_argument("--logit-adjustment", choices=LOGIT_ADJUSTMENTS, default="prior",
+                   help="prior: train on logits + log(local label prior) (label skew)")
     p.add_argument("--update-dtype", choices=("float32", "float16"), default="float32",
                    help="dtype of the clients' posted updates (float16 halves the upload)")
     sweep = p.add_argument_group("sweep", "--sweep: a grid instead of one setting")

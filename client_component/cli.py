@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from client_component.datasets import DATASETS, DatasetError
+from client_component.model_config import LOGIT_ADJUSTMENTS
 from client_component.partition import PARTITIONS, PartitionError, parse_partition
 from server_component.env_args import add_env_flag as flag
 from server_component.env_args import require
@@ -38,13 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     flag(model, "--model", "auto, mlp, conv1d, cnn or keras:<Application>", "auto")
     flag(model, "--width", "base width (units or filters)", "32", type=int)
     flag(model, "--depth", "layers (MLP) or conv blocks (CNN)", "2", type=int)
-    flag(model, "--norm", "CNN normalisation: none or group (federated-safe)", "none")
-    flag(model, "--optimizer", "adam or sgd", "adam")
-    flag(model, "--learning-rate", "local learning rate", "0.001", type=float)
+    flag(model, "--norm", "CNN normalisation: group (GroupNorm, federated-safe) or none",
+         "group")
+    flag(model, "--optimizer", "auto (SGD with momentum for images, Adam for tables), adam "
+         "or sgd", "auto")
+    flag(model, "--learning-rate", "local learning rate", "0.01", type=float)
     flag(model, "--local-epochs", "local epochs per round", "1", type=int)
     flag(model, "--batch-size", "local batch size", "32", type=int)
     flag(model, "--fedprox-mu", "FedProx proximal term; 0 = plain FedAvg", "0", type=float)
     flag(model, "--class-weights", "none or balanced", "none", choices=("none", "balanced"))
+    flag(model, "--logit-adjustment", "prior: train on logits + log(this site's label prior), "
+         "so a skewed site does not drag the model to its majority class; none", "prior",
+         choices=LOGIT_ADJUSTMENTS)
     flag(model, "--update-dtype", "dtype of the posted updates: float32, or float16 to halve "
          "the upload (the aggregator averages in float64)", "float32",
          choices=UPDATE_DTYPES)
@@ -87,6 +93,7 @@ def config_from_args(args: argparse.Namespace):
         model=ModelConfig(args.model, args.width, args.depth, args.norm, args.optimizer,
                           args.learning_rate),
         fedprox_mu=args.fedprox_mu, class_weights=args.class_weights,
+        logit_adjustment=args.logit_adjustment,
         update_dtype=args.update_dtype, token=args.token or None,
         connect_timeout_s=args.connect_timeout)
 

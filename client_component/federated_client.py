@@ -63,6 +63,7 @@ class ClientConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     fedprox_mu: float = 0.0
     class_weights: str = "none"
+    logit_adjustment: str = "prior"  # train on logits + log(local prior); "none" to turn off
     update_dtype: str = "float32"  # or "float16": half the upload, averaged in float64
     token: str | None = None
     connect_timeout_s: float = 600.0
@@ -75,7 +76,8 @@ class ClientConfig:
                 "model": model.architecture, "model_width": model.width, "model_depth": model.depth,
                 "norm": model.norm, "optimizer": model.optimizer,
                 "learning_rate": model.learning_rate, "fedprox_mu": self.fedprox_mu,
-                "class_weights": self.class_weights, "update_dtype": self.update_dtype}
+                "class_weights": self.class_weights,
+                "logit_adjustment": self.logit_adjustment, "update_dtype": self.update_dtype}
 
 
 @dataclass(frozen=True)

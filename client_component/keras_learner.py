@@ -3,7 +3,9 @@
 Local training is ``model.fit``; with a FedProx ``mu`` it is a small gradient-tape loop that
 adds the proximal term mu/2 · ||w - w_global||² to the loss, anchoring each round's local
 update to the global model it started from (Li et al., Federated Optimization in
-Heterogeneous Networks)."""
+Heterogeneous Networks). With ``logit_adjustment="prior"`` (the default) the loss adds the
+site's own label prior to the logits (``client_component.label_prior``), so that a site
+holding mostly one class does not drag the shared model towards it."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from client_component.evaluation import (
     count_outcomes,
 )
 from client_component.feeding import image_dataset, predict
+from client_component.label_prior import local_prior, prior_adjusted_loss
 from client_component.local_data import LocalData, client_shard
 from client_component.model import build_model
 
@@ -36,6 +39,7 @@ class TrainingConfig:
     fedprox_mu: float = 0.0
     class_weights: str = "none"  # "balanced": inverse class frequency of the local data
     seed: int = 0
+    logit_adjustment: str = "prior"  # or "none": plain cross-entropy
 
 
 @dataclass
@@ -44,6 +48,10 @@ class KerasLearner:
     data: LocalData
     training: TrainingConfig = field(default_factory=TrainingConfig)
     cache_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="fl-client-"))
+
+    def __post_init__(self) -> None:
+        if self.training.logit_adjustment == "prior":
+            self.model.compile(optimizer=self.model.optimizer, loss=self._adjusted_loss())
 
     @classmethod
     def from_config(cls, config) -> KerasLearner:
@@ -59,7 +67,8 @@ class KerasLearner:
         log.info("client=%d model=%s parameters=%d", config.client_id, model.name,
                  model.count_params())
         training = TrainingConfig(config.local_epochs, config.batch_size, config.fedprox_mu,
-                                  config.class_weights, config.seed + config.client_id)
+                                  config.class_weights, config.seed + config.client_id,
+                                  config.logit_adjustment)
         return cls(model, data, training)
 
     @property
@@ -117,6 +126,9 @@ class KerasLearner:
             return image_dataset(x, y, t.batch_size, t.seed + round_, self.cache_dir), None, None
         return x, y, t.batch_size
 
+    def _adjusted_loss(self):
+        return prior_adjusted_loss(local_prior(self.data.y_train, self.data.num_classes))
+
     def _class_weights(self) -> dict[int, float] | None:
         if self.training.class_weights != "balanced":
             return None
@@ -133,8 +145,14 @@ class KerasLearner:
         lookup = tf.constant([weights.get(c, 1.0) if weights else 1.0
                               for c in range(self.data.num_classes)], tf.float32)
         binary = self.data.num_classes == 2
-        loss_fn = (keras.losses.BinaryCrossentropy() if binary
-                   else keras.losses.SparseCategoricalCrossentropy())
+        if t.logit_adjustment == "prior":
+            adjusted = self._adjusted_loss()
+
+            def loss_fn(target, predictions, sample_weight):
+                return tf.reduce_mean(adjusted(target, predictions) * sample_weight)
+        else:
+            loss_fn = (keras.losses.BinaryCrossentropy() if binary
+                       else keras.losses.SparseCategoricalCrossentropy())
 
         @tf.function
         def step(x, y):

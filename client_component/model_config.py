@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 ARCHITECTURES = ("auto", "mlp", "conv1d", "cnn", "keras:<Application>")
 NORMS = ("none", "group")
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("auto", "adam", "sgd")
+LOGIT_ADJUSTMENTS = ("none", "prior")  # client_component.label_prior
 
 
 class ModelConfigError(ValueError):
@@ -19,9 +20,9 @@ class ModelConfig:
     architecture: str = "auto"
     width: int = 32
     depth: int = 2
-    norm: str = "none"  # "group": GroupNormalization, no running statistics to average
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
+    norm: str = "group"  # GroupNormalization: no running statistics to average; or "none"
+    optimizer: str = "auto"  # SGD with momentum for images, Adam for tables
+    learning_rate: float = 0.01
 
     def validate(self) -> None:
         arch = self.architecture

@@ -42,6 +42,8 @@ def client(
     learning_rate: float,
     fedprox_mu: float,
     class_weights: str,
+    logit_adjustment: str,
+    optimizer: str,
     update_dtype: str,
 ):
     """Train on this client's data for every round, exchanging weights with the aggregator."""
@@ -59,6 +61,7 @@ def client(
         "--norm", norm, "--local-epochs", str(local_epochs),
         "--batch-size", str(batch_size), "--learning-rate", str(learning_rate),
         "--fedprox-mu", str(fedprox_mu), "--class-weights", class_weights,
+        "--logit-adjustment", logit_adjustment, "--optimizer", optimizer,
         "--update-dtype", update_dtype,
     ])
     if exit_code:

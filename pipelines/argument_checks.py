@@ -15,7 +15,7 @@ from typing import Any
 
 from client_component.cli import UPDATE_DTYPES
 from client_component.datasets import DATASETS
-from client_component.model_config import ModelConfig, ModelConfigError
+from client_component.model_config import LOGIT_ADJUSTMENTS, ModelConfig, ModelConfigError
 from client_component.partition import PartitionError, parse_partition
 from pipelines.parameters import PipelineArgumentError
 from server_component.strategies import StrategyError, parse_strategy
@@ -81,7 +81,8 @@ def _parses(name: str, parse: Callable[[str], object], error: type[Exception],
 
 def _model(values: Mapping[str, Any]) -> str | None:
     config = ModelConfig(values.get("model", "auto"), values.get("model_width", 32),
-                         values.get("model_depth", 2), values.get("norm", "none"))
+                         values.get("model_depth", 2), values.get("norm", "group"),
+                         values.get("optimizer", "auto"))
     try:
         config.validate()
     except ModelConfigError as exc:
@@ -124,6 +125,7 @@ _CHECKS: tuple[Callable[[Mapping[str, Any]], str | None], ...] = (
     _at_least("image_size", 8), _at_least("model_width", 1), _at_least("model_depth", 1),
     _at_least("fedprox_mu", 0), _at_least("round_timeout", 0), _min_clients, _port,
     _one_of("dataset", DATASETS), _one_of("class_weights", ("none", "balanced")),
+    _one_of("logit_adjustment", LOGIT_ADJUSTMENTS),
     _one_of("update_dtype", UPDATE_DTYPES),
     _parses("strategy", parse_strategy, StrategyError, "fedavg"),
     _parses("partition", parse_partition, PartitionError, "iid"), _model, _data_uri,

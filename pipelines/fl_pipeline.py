@@ -101,9 +101,11 @@ def build_pipeline(num_clients_default: int = DEFAULT_NUM_CLIENTS):
         model: str = "auto",
         model_width: int = 32,
         model_depth: int = 2,
-        norm: str = "none",
+        norm: str = "group",
         fedprox_mu: float = 0.0,
         class_weights: str = "none",
+        logit_adjustment: str = "prior",
+        optimizer: str = "auto",
         update_dtype: str = "float32",
         aggregator_port: int = 8080,
         strategy: str = "fedavg",
@@ -136,7 +138,8 @@ def build_pipeline(num_clients_default: int = DEFAULT_NUM_CLIENTS):
                     seed=seed, model=model, model_width=model_width, model_depth=model_depth,
                     norm=norm, local_epochs=local_epochs, batch_size=batch_size,
                     learning_rate=learning_rate, fedprox_mu=fedprox_mu,
-                    class_weights=class_weights, update_dtype=update_dtype,
+                    class_weights=class_weights, logit_adjustment=logit_adjustment,
+                    optimizer=optimizer, update_dtype=update_dtype,
                 )
                 # A data volume is optional, and mounting an empty claim name would fail.
                 with dsl.If(data_pvc != "", name="with-data-volume"):

@@ -55,7 +55,8 @@ def test_pipeline_parameters_and_runtime_num_clients(compiled):
                            "aggregator_port", "strategy", "min_clients", "round_timeout",
                            "checkpoint_size", "data_pvc", "data_sha256", "label_column",
                            "image_size", "model", "model_width", "model_depth", "norm",
-                           "fedprox_mu", "class_weights", "update_dtype"}
+                           "fedprox_mu", "class_weights", "logit_adjustment", "optimizer",
+                           "update_dtype"}
     assert params["num_clients"]["defaultValue"] == 5
     # num_clients reaches the fan-out as a parameter: changing it needs no recompile.
     fan_out = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["client-ids"]
