@@ -58,7 +58,8 @@ def run_federated(args: argparse.Namespace, workdir: Path) -> dict:
         [sys.executable, "-m", "client_component", "--server", server.url, "--client-id",
          str(cid), "--num-clients", str(args.clients), "--rounds", str(args.rounds),
          *dataset_flags(args.data), "--partition", args.partition, "--seed", str(args.seed),
-         "--local-epochs", str(args.local_epochs), "--batch-size", str(args.batch_size),
+         "--local-epochs", str(args.local_epochs), "--local-steps", str(args.local_steps),
+         "--batch-size", str(args.batch_size),
          "--learning-rate", str(args.learning_rate), "--fedprox-mu", str(mu),
          "--class-weights", args.class_weights, "--logit-adjustment", args.logit_adjustment,
          "--width", str(args.width),
@@ -125,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--partition", default="iid")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--local-epochs", type=int, default=1)
+    p.add_argument("--local-steps", type=int, default=0,
+                   help="federated clients: local batches per round instead of epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strategy", choices=("fedavg", "fedprox"), default="fedavg")
     p.add_argument("--mu", type=float, default=0.01, help="FedProx mu with --strategy fedprox")

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
          "or sgd", "auto")
     flag(model, "--learning-rate", "local learning rate", "0.01", type=float)
     flag(model, "--local-epochs", "local epochs per round", "1", type=int)
+    flag(model, "--local-steps", "local batches per round instead of epochs (0: use "
+         "--local-epochs)", "0", type=int)
     flag(model, "--batch-size", "local batch size", "32", type=int)
     flag(model, "--fedprox-mu", "FedProx proximal term; 0 = plain FedAvg", "0", type=float)
     flag(model, "--class-weights", "none or balanced", "none", choices=("none", "balanced"))
@@ -66,6 +68,7 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
          f"--client-id must be in 0..{args.num_clients - 1}, got {args.client_id}"),
         (args.rounds >= 1, f"--rounds must be at least 1, got {args.rounds}"),
         (args.local_epochs >= 1, f"--local-epochs must be at least 1, got {args.local_epochs}"),
+        (args.local_steps >= 0, f"--local-steps must be 0 or more, got {args.local_steps}"),
         (args.batch_size >= 1, f"--batch-size must be at least 1, got {args.batch_size}"),
         (args.learning_rate > 0, f"--learning-rate must be positive, got {args.learning_rate}"),
         (args.fedprox_mu >= 0, f"--fedprox-mu must be >= 0, got {args.fedprox_mu}"),
@@ -89,7 +92,8 @@ def config_from_args(args: argparse.Namespace):
         data_uri=args.data_uri.replace("{client_id}", str(args.client_id)),
         data_sha256=args.data_sha256, label_column=args.label_column,
         image_size=args.image_size, channels=args.channels, partition=args.partition,
-        seed=args.seed, local_epochs=args.local_epochs, batch_size=args.batch_size,
+        seed=args.seed, local_epochs=args.local_epochs, local_steps=args.local_steps,
+        batch_size=args.batch_size,
         model=ModelConfig(args.model, args.width, args.depth, args.norm, args.optimizer,
                           args.learning_rate),
         fedprox_mu=args.fedprox_mu, class_weights=args.class_weights,

@@ -59,6 +59,7 @@ class ClientConfig:
     partition: str = "iid"
     seed: int = 0
     local_epochs: int = 1
+    local_steps: int = 0  # > 0: this many local batches per round instead of local_epochs
     batch_size: int = 32
     model: ModelConfig = field(default_factory=ModelConfig)
     fedprox_mu: float = 0.0
@@ -72,7 +73,8 @@ class ClientConfig:
         """How this client trains, for the run report (no token, no data location)."""
         model = self.model
         return {"dataset": self.dataset, "partition": self.partition, "seed": self.seed,
-                "local_epochs": self.local_epochs, "batch_size": self.batch_size,
+                "local_epochs": self.local_epochs, "local_steps": self.local_steps,
+                "batch_size": self.batch_size,
                 "model": model.architecture, "model_width": model.width, "model_depth": model.depth,
                 "norm": model.norm, "optimizer": model.optimizer,
                 "learning_rate": model.learning_rate, "fedprox_mu": self.fedprox_mu,

@@ -40,6 +40,9 @@ class TrainingConfig:
     class_weights: str = "none"  # "balanced": inverse class frequency of the local data
     seed: int = 0
     logit_adjustment: str = "prior"  # or "none": plain cross-entropy
+    # > 0: exactly this many local batches per round (cycling through the data), instead of
+    # local_epochs: sites of very different sizes then take the same number of steps.
+    local_steps: int = 0
 
 
 @dataclass
@@ -68,7 +71,7 @@ class KerasLearner:
                  model.count_params())
         training = TrainingConfig(config.local_epochs, config.batch_size, config.fedprox_mu,
                                   config.class_weights, config.seed + config.client_id,
-                                  config.logit_adjustment)
+                                  config.logit_adjustment, config.local_steps)
         return cls(model, data, training)
 
     @property
@@ -95,6 +98,10 @@ class KerasLearner:
         t = self.training
         if t.fedprox_mu > 0:
             self._fit_proximal(round_)
+        elif t.local_steps > 0:
+            self.model.fit(self._batches(round_).repeat(), epochs=1,
+                           steps_per_epoch=t.local_steps, verbose=0, shuffle=False,
+                           class_weight=self._class_weights())
         else:
             x, y, batch = self._training_input(round_)
             self.model.fit(x, y, batch_size=batch, epochs=t.local_epochs, verbose=0,
@@ -125,6 +132,14 @@ class KerasLearner:
         if isinstance(x, ImageFiles):
             return image_dataset(x, y, t.batch_size, t.seed + round_, self.cache_dir), None, None
         return x, y, t.batch_size
+
+    def _batches(self, round_: int) -> tf.data.Dataset:
+        """One shuffled pass over the training data, as a batched dataset."""
+        x, y, _ = self._training_input(round_)
+        if y is None:
+            return x
+        return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
+            len(y), seed=self.training.seed + round_).batch(self.training.batch_size)
 
     def _adjusted_loss(self):
         return prior_adjusted_loss(local_prior(self.data.y_train, self.data.num_classes))
@@ -166,9 +181,9 @@ class KerasLearner:
             grads = tape.gradient(loss, trainable)
             model.optimizer.apply_gradients(zip(grads, trainable, strict=True))
 
-        x, y, _ = self._training_input(round_)
-        dataset = x if y is None else tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
-            len(y), seed=t.seed + round_).batch(t.batch_size)
-        for _ in range(t.local_epochs):
-            for xb, yb in dataset:
-                step(xb, yb)
+        if t.local_steps > 0:
+            batches = self._batches(round_).repeat().take(t.local_steps)
+        else:
+            batches = self._batches(round_).repeat(t.local_epochs)
+        for xb, yb in batches:
+            step(xb, yb)

@@ -121,6 +121,7 @@ def _local_data_path(values: Mapping[str, Any]) -> str | None:
 
 _CHECKS: tuple[Callable[[Mapping[str, Any]], str | None], ...] = (
     _at_least("num_clients", 1), _at_least("rounds", 1), _at_least("local_epochs", 1),
+    _at_least("local_steps", 0),
     _at_least("batch_size", 1), _at_least("learning_rate", 0, strict=True),
     _at_least("image_size", 8), _at_least("model_width", 1), _at_least("model_depth", 1),
     _at_least("fedprox_mu", 0), _at_least("round_timeout", 0), _min_clients, _port,

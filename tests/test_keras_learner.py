@@ -74,3 +74,18 @@ def test_image_folders_stream_through_tf_data_and_learn(chest_xray):  # noqa: F8
     assert after["loss"] < before["loss"]
     n, test = model_learner.evaluate_test()
     assert n == 6 and {"loss", "accuracy", "auc", "sensitivity", "specificity"} <= set(test)
+
+
+@pytest.mark.parametrize("mu", [0.0, 0.5])
+def test_a_local_step_budget_takes_exactly_that_many_batches_whatever_the_data(mu):
+    """local_steps replaces epochs: a site with 40 examples and one with 400 both take 7
+    batches of 16 per round (cycling through the small one), with and without FedProx."""
+    dataset = load_dataset("synthetic", seed=0)
+    for site_count in (10, 1):  # a tenth of the data, then all of it
+        data = client_shard(dataset, 0, site_count, "iid", seed=0)
+        model = build_model(data.input_shape, data.num_classes, data.kind,
+                            ModelConfig(width=8))
+        site = KerasLearner(model, data, TrainingConfig(1, 16, mu, local_steps=7))
+        for round_ in (1, 2):
+            site.fit(round_)
+            assert int(model.optimizer.iterations.numpy()) == 7 * round_

@@ -56,6 +56,7 @@ def test_pipeline_parameters_and_runtime_num_clients(compiled):
                            "checkpoint_size", "data_pvc", "data_sha256", "label_column",
                            "image_size", "model", "model_width", "model_depth", "norm",
                            "fedprox_mu", "class_weights", "logit_adjustment", "optimizer",
+                           "local_steps",
                            "update_dtype"}
     assert params["num_clients"]["defaultValue"] == 5
     # num_clients reaches the fan-out as a parameter: changing it needs no recompile.
