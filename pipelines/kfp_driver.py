@@ -184,7 +184,8 @@ def check_run_arguments(arguments: Mapping[str, Any], definitions: Mapping[str, 
                               f"of {kind} value type")
     extra = sorted(set(arguments) - set(definitions))
     if extra:
-        raise DriverError(f"unrecognized input parameter(s): {', '.join(extra)}")
+        raise DriverError(f"parameter(s) provided are not required by pipeline: "
+                          f"{', '.join(extra)}")
 
 
 def root_inputs(arguments: Mapping[str, Any], definitions: Mapping[str, Any]) -> dict[str, Any]:

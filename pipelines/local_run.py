@@ -41,7 +41,7 @@ from pipelines.kfp_driver import (
     root_inputs,
 )
 from pipelines.live_status import LiveStatus
-from pipelines.local_conditions import evaluate_condition
+from pipelines.local_conditions import ConditionError, evaluate_condition
 from pipelines.local_tasks import (
     LOOPBACK_TASKS,
     TaskContext,
@@ -146,8 +146,7 @@ class LocalRunner:
                     return
                 child = self.spec["components"][task["componentRef"]["name"]]
                 params = self._driver_inputs(display + suffix, task, child, inputs, outputs, ctx)
-                condition = task.get("triggerPolicy", {}).get("condition")
-                if condition and not evaluate_condition(condition, params):
+                if not self._triggers(display + suffix, task, params):
                     status[name] = "skipped"
                     return
                 artifacts = self._artifact_inputs(task, outputs)
@@ -179,6 +178,15 @@ class LocalRunner:
             return resolve_task_inputs(task, component, inputs, outputs,
                                        dag_driver="dag" in component, run=run)
         except DriverError as exc:
+            raise DriverError(f"driver of task {name} failed: {exc}") from None
+
+    @staticmethod
+    def _triggers(name: str, task: Mapping[str, Any], params: Mapping[str, Any]) -> bool:
+        """Whether the task's ``dsl.If`` condition holds on its resolved inputs."""
+        condition = task.get("triggerPolicy", {}).get("condition")
+        try:
+            return not condition or evaluate_condition(condition, params)
+        except ConditionError as exc:
             raise DriverError(f"driver of task {name} failed: {exc}") from None
 
     def _run_task(self, display: str, suffix: str, task: Mapping[str, Any],

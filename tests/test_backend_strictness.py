@@ -157,3 +157,21 @@ def test_the_old_pipeline_is_refused_by_compile_and_by_the_local_runner(monkeypa
     assert not result.succeeded
     assert 'input parameter "client_id" type mismatch: expect NUMBER_INTEGER, got string' \
         in result.error
+
+
+def test_dsl_if_on_an_int_parameter_runs_as_the_backend_evaluates_it(tmp_path):
+    """The SDK writes ``int(inputs.parameter_values[...]) > 1``; the condition's DAG driver
+    evaluates it on the resolved (double) value."""
+    @dsl.pipeline(name="branch")
+    def branch(count: int = 1):
+        with dsl.If(count > 1):
+            describe(n=count)
+        with dsl.Else():
+            echo(text="small")
+
+    path = compile_to(tmp_path, branch)
+    big, small = run(path, tmp_path, count=2), run(path, tmp_path, count=1)
+    assert big.succeeded and small.succeeded, (big.error, small.error)
+    assert big.outputs["describe"]["parameters"]["Output"] == "int:2" and "echo" not in big.outputs
+    assert small.outputs["echo"]["parameters"]["Output"] == "small"
+    assert "describe" not in small.outputs
