@@ -20,7 +20,8 @@ from server_component.chunked import CHUNK, add_scaled
 
 NDArrays = list[np.ndarray]
 Tensors = dict[str, np.ndarray]
-STRATEGIES = ("fedavg", "fedavgm[:momentum]", "fedadam", "median", "trimmed-mean[:beta]")
+STRATEGIES = ("fedavg", "fedavgm[:momentum[:server_lr]]", "fedadam", "median",
+              "trimmed-mean[:beta]")
 
 
 class StrategyError(ValueError):
@@ -269,8 +270,11 @@ class FedAvgM(Strategy):
     def __init__(self, momentum: float = 0.9, server_lr: float = 1.0) -> None:
         if not 0 <= momentum < 1:
             raise StrategyError(f"fedavgm momentum must be in [0, 1), got {momentum}")
+        if not 0 < server_lr <= 10:
+            raise StrategyError(f"fedavgm server learning rate must be in (0, 10], got "
+                                f"{server_lr}")
         self.momentum, self.server_lr = momentum, server_lr
-        self.name = f"fedavgm:{momentum:g}"
+        self.name = f"fedavgm:{momentum:g}" + (f":{server_lr:g}" if server_lr != 1 else "")
         self._velocity: Tensors | None = None
 
     def aggregate(self, accumulator: RunningWeightedSum, current: Tensors,
@@ -327,7 +331,7 @@ def _cast_like(tensors: Tensors, model: Tensors) -> Tensors:
 
 
 def parse_strategy(spec: str) -> Strategy:
-    """``fedavg``, ``fedavgm[:momentum]`` (default 0.9), ``fedadam``, ``median`` or
+    """``fedavg``, ``fedavgm[:momentum[:server_lr]]`` (default 0.9, 1), ``fedadam``, ``median`` or
     ``trimmed-mean[:beta]`` (default beta 0.1)."""
     name, _, arg = spec.strip().lower().partition(":")
     if name == "trimmed-mean":
@@ -336,10 +340,13 @@ def parse_strategy(spec: str) -> Strategy:
         except ValueError as exc:
             raise StrategyError(f"bad trimmed-mean beta {arg!r}: {exc}") from None
     if name == "fedavgm":
+        momentum, _, server_lr = arg.partition(":")
         try:
-            return FedAvgM(float(arg) if arg else 0.9)
+            return FedAvgM(float(momentum) if momentum else 0.9,
+                           float(server_lr) if server_lr else 1.0)
         except ValueError as exc:
-            raise StrategyError(f"bad fedavgm momentum {arg!r}: {exc}") from None
+            raise StrategyError(f"bad fedavgm momentum or server learning rate {arg!r}: "
+                                f"{exc}") from None
     known = {"fedavg": FedAvg, "fedadam": FedAdam, "median": Median}
     if name not in known or arg:
         raise StrategyError(f"unknown strategy {spec!r}; accepted: {', '.join(STRATEGIES)}")

@@ -92,6 +92,7 @@ def test_robust_strategies_keep_every_update_and_say_so():
 
 @pytest.mark.parametrize("spec, name", [("fedavg", "fedavg"), ("FedAdam", "fedadam"),
                                         ("fedavgm", "fedavgm:0.9"), ("fedavgm:0.5", "fedavgm:0.5"),
+                                        ("fedavgm:0.5:0.5", "fedavgm:0.5:0.5"),
                                         ("median", "median"), ("trimmed-mean", "trimmed-mean:0.1"),
                                         ("trimmed-mean:0.2", "trimmed-mean:0.2")])
 def test_parse_strategy(spec, name):
@@ -99,7 +100,7 @@ def test_parse_strategy(spec, name):
 
 
 @pytest.mark.parametrize("spec", ["krum", "fedavg:1", "trimmed-mean:0.5", "trimmed-mean:x",
-                                  "fedavgm:1", "fedavgm:-0.1", "fedavgm:x",
+                                  "fedavgm:1", "fedavgm:-0.1", "fedavgm:x", "fedavgm:0.5:0",
                                   "trimmed-mean:nan"])
 def test_bad_strategies_name_the_accepted_ones(spec):
     with pytest.raises(StrategyError):
