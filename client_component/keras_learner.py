@@ -9,6 +9,7 @@ holding mostly one class does not drag the shared model towards it."""
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -76,8 +77,12 @@ class KerasLearner:
 
     @property
     def architecture(self) -> str:
-        """The model as Keras JSON: with the final weights it becomes the exported .keras."""
-        return self.model.to_json()
+        """The network as Keras JSON, without its training configuration: with the final
+        weights it becomes the exported .keras, which must load without this project's code
+        (the logit-adjusted loss is this site's own, built from its label prior)."""
+        config = json.loads(self.model.to_json())
+        config.pop("compile_config", None)
+        return json.dumps(config)
 
     @property
     def framework(self) -> str:
