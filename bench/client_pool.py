@@ -12,7 +12,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 # One TensorFlow thread per client: N clients share this machine's few cores.
@@ -24,16 +24,16 @@ class ClientRunFailed(RuntimeError):
     """A client of a pooled run raised; carries its traceback."""
 
 
-def _serve(inbox: mp.Queue, outbox: mp.Queue) -> None:
+def _serve(index: int, inbox: mp.Queue, outbox: mp.Queue) -> None:
     from client_component.federated_client import ClientConfig, run_client
     from client_component.model_config import ModelConfig
 
     for job in iter(inbox.get, None):
         try:
             config = ClientConfig(**job["client"], model=ModelConfig(**job["model"]))
-            outbox.put(("ok", run_client(config)))
+            outbox.put((index, "ok", run_client(config)))
         except Exception:  # reported to the parent, which fails the run with it
-            outbox.put(("error", traceback.format_exc()))
+            outbox.put((index, "error", traceback.format_exc()))
         finally:
             import keras
 
@@ -49,11 +49,13 @@ class ClientPool:
         os.environ.update(WORKER_ENV)  # spawned children take the parent's environment
         try:
             self._workers = []
-            for _ in range(size):
-                inbox, outbox = context.Queue(), context.Queue()
-                process = context.Process(target=_serve, args=(inbox, outbox), daemon=True)
+            self._outbox = context.Queue()  # shared: the first failure is seen at once
+            for index in range(size):
+                inbox = context.Queue()
+                process = context.Process(target=_serve, args=(index, inbox, self._outbox),
+                                          daemon=True)
                 process.start()
-                self._workers.append((process, inbox, outbox))
+                self._workers.append((process, inbox))
         finally:
             for key, value in saved.items():
                 if value is None:
@@ -61,23 +63,33 @@ class ClientPool:
                 else:
                     os.environ[key] = value
 
-    def run(self, jobs: Sequence[Mapping[str, Any]], timeout_s: float = 1800) -> list[dict]:
-        """Each job's final test metrics; ClientRunFailed if any client raised."""
+    def run(self, jobs: Sequence[Mapping[str, Any]], timeout_s: float = 1800,
+            on_failure: Callable[[], None] = lambda: None) -> list[dict]:
+        """Each job's final test metrics; ClientRunFailed if any client raised. The first
+        failure calls ``on_failure`` at once (stop the aggregator, so that the other
+        clients give up instead of waiting for a round that cannot close)."""
         if len(jobs) > len(self._workers):
             raise ValueError(f"{len(jobs)} clients but only {len(self._workers)} workers")
-        for (_, inbox, _), job in zip(self._workers, jobs, strict=False):
+        for (_, inbox), job in zip(self._workers, jobs, strict=False):
             inbox.put(dict(job))
-        results = [outbox.get(timeout=timeout_s)
-                   for (_, _, outbox), _ in zip(self._workers, jobs, strict=False)]
-        failures = [detail for status, detail in results if status != "ok"]
+        results: dict[int, dict] = {}
+        failures: list[str] = []
+        for _ in jobs:
+            index, status, detail = self._outbox.get(timeout=timeout_s)
+            if status == "ok":
+                results[index] = detail
+            else:
+                failures.append(detail)
+                if len(failures) == 1:
+                    on_failure()
         if failures:
             raise ClientRunFailed(failures[0])
-        return [detail for _, detail in results]
+        return [results[index] for index in range(len(jobs))]
 
     def close(self) -> None:
-        for _, inbox, _ in self._workers:
+        for _, inbox in self._workers:
             inbox.put(None)
-        for process, _, _ in self._workers:
+        for process, _ in self._workers:
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.client_pool import ClientPool
+from bench.client_pool import ClientPool, ClientRunFailed
 from bench.harness import AggregatorProcess, markdown_table
 
 # The target of the skew issue is stated over alpha >= 0.3; alpha = 0.1 is reported apart.
@@ -70,15 +70,17 @@ def federated_auc(args: argparse.Namespace, pool: ClientPool, workdir: Path, cli
                                "--strategy", server_strategy, "--out", str(out),
                                "--shutdown-grace", "60")
     try:
-        finals = pool.run(client_jobs(args, server.url, clients, alpha, seed, strategy))
-    finally:
-        if server.stop(timeout=120):
-            raise RuntimeError("aggregator failed:\n" + "".join(server.lines[-20:]))
+        pool.run(client_jobs(args, server.url, clients, alpha, seed, strategy),
+                 on_failure=server.proc.kill)
+    except ClientRunFailed:
+        server.stop(timeout=10)
+        raise
+    if server.stop(timeout=120):
+        raise RuntimeError("aggregator failed:\n" + "".join(server.lines[-20:]))
     if args.data == "breast_cancer":  # tables: only the clients can feed the model
         import json
 
         return json.loads((out / "summary.json").read_text())["final_metrics"]["test_auc"]
-    del finals
     seeded = argparse.Namespace(**{**vars(args), "seed": seed})
     return evaluate_weights(seeded, out / "final_weights.safetensors")["auc"]
 

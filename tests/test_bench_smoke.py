@@ -90,3 +90,16 @@ def test_bench_quality_sweep_smoke_through_real_processes():
     assert {"runs", "worst_auc", "median_gap", "worst_auc_alpha_0.1", "median_auc_alpha_0.1",
             "centralized_median"} <= set(values)
     assert values["runs"] == "4" and 0.5 < float(values["centralized_median"]) <= 1.0
+
+
+@pytest.mark.slow
+def test_a_failing_pooled_client_fails_the_run_at_once_with_its_traceback(tmp_path):
+    from bench.client_pool import ClientPool, ClientRunFailed
+
+    stopped = []
+    job = {"client": {"server": "http://127.0.0.1:9", "client_id": 0, "num_clients": 1,
+                      "rounds": 1, "dataset": "npz", "data_uri": str(tmp_path / "none.npz"),
+                      "connect_timeout_s": 1.0}, "model": {}}
+    with ClientPool(1) as pool, pytest.raises(ClientRunFailed, match="none.npz"):
+        pool.run([job], timeout_s=120, on_failure=lambda: stopped.append(True))
+    assert stopped == [True]
