@@ -41,7 +41,10 @@ class Learner(Protocol):
         """(test examples, metrics of the current weights on them)."""
 
     # Optional: ``test_counts() -> dict | None``, confusion-matrix and ROC counts on the
-    # test split (client_component.evaluation.count_outcomes), summed by the aggregator.
+    # test split (client_component.evaluation.count_outcomes), summed by the aggregator;
+    # ``last_local_steps`` and ``momentum``, the optimizer steps of the last ``fit`` and their
+    # SGD momentum (sent with each update: FedNova needs them); ``set_control(c)`` and
+    # ``control_delta()`` for SCAFFOLD, whose served models carry control variates.
 
 
 @dataclass(frozen=True)
@@ -88,10 +91,15 @@ class PostedUpdate:
 
     weights: list[np.ndarray]
     meta: wire.UpdateMeta
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # control variate changes
 
 
 class OutOfStep(RuntimeError):
     """The client kept failing to catch up with the aggregator."""
+
+
+class UnsupportedStrategy(RuntimeError):
+    """The aggregator's strategy needs something this learner cannot do."""
 
 
 def run_client(config: ClientConfig) -> dict[str, float]:
@@ -164,13 +172,15 @@ def _train_all_rounds(learner: Learner, aggregator: AggregatorClient,
                     break
             # While waiting, check the aggregator still has the update this version needs.
             check = functools.partial(_ensure_reported, aggregator, config, last)
-            learner.set_weights(aggregator.fetch_model(round_ - 1, on_wait=check))
+            load_served(learner, aggregator.fetch_tensors(round_ - 1, on_wait=check))
             num_examples, metrics = learner.fit(round_)
             meta = wire.UpdateMeta(config.client_id, round_, num_examples,
-                                   {f"val_{k}": v for k, v in metrics.items()})
+                                   {f"val_{k}": v for k, v in metrics.items()},
+                                   local_steps=getattr(learner, "last_local_steps", None),
+                                   momentum=getattr(learner, "momentum", 0.0))
             last = PostedUpdate(as_update_dtype(learner.get_weights(), config.update_dtype),
-                                meta)
-            aggregator.post_update(last.weights, last.meta)
+                                meta, control_update(learner, config.update_dtype))
+            aggregator.post_update(last.weights, last.meta, last.extra)
             _log_round(config, round_, meta.metrics, started)
             round_, resyncs = round_ + 1, 0
         except (AggregatorError, requests.RequestException) as exc:
@@ -185,6 +195,28 @@ def _train_all_rounds(learner: Learner, aggregator: AggregatorClient,
             log.warning("client=%d out of step at round %d (%s): resynchronising",
                         config.client_id, round_, exc)
     return last
+
+
+def load_served(learner: Learner, served: dict[str, np.ndarray]) -> None:
+    """Set a served model's weights, and its control variates when it carries them."""
+    model, control = wire.split_control(served)
+    learner.set_weights(wire.tensors_to_list(model))
+    if not control:
+        return
+    if not hasattr(learner, "set_control"):
+        raise UnsupportedStrategy(f"the aggregator runs SCAFFOLD (the model carries "
+                                  f"{wire.CONTROL_PREFIX} tensors); {type(learner).__name__} "
+                                  "cannot train with control variates")
+    learner.set_control(wire.tensors_to_list(control))
+
+
+def control_update(learner: Learner, dtype: str) -> dict[str, np.ndarray]:
+    """The change of the learner's control variate, named as the wire wants ({} without)."""
+    delta = learner.control_delta() if hasattr(learner, "control_delta") else None
+    if delta is None:
+        return {}
+    named = wire.tensors_from_list(as_update_dtype(delta, dtype))
+    return {wire.control_name(name): array for name, array in named.items()}
 
 
 def as_update_dtype(weights: list[np.ndarray], dtype: str) -> list[np.ndarray]:
@@ -206,7 +238,7 @@ def _ensure_reported(aggregator: AggregatorClient, config: ClientConfig,
             and config.client_id not in status["reported"]):
         log.warning("client=%d the aggregator lost our round-%d update: re-sending",
                     config.client_id, last.meta.round)
-        aggregator.post_update(last.weights, last.meta)
+        aggregator.post_update(last.weights, last.meta, last.extra)
 
 
 def _resync(aggregator: AggregatorClient, learner: Learner, config: ClientConfig,
@@ -224,7 +256,7 @@ def _resync(aggregator: AggregatorClient, learner: Learner, config: ClientConfig
     open_round = status["round"]
     if last is not None and last.meta.round == open_round:
         if config.client_id not in status["reported"]:
-            aggregator.post_update(last.weights, last.meta)
+            aggregator.post_update(last.weights, last.meta, last.extra)
         return open_round + 1
     return open_round
 

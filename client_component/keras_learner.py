@@ -5,7 +5,11 @@ adds the proximal term mu/2 · ||w - w_global||² to the loss, anchoring each ro
 update to the global model it started from (Li et al., Federated Optimization in
 Heterogeneous Networks). With ``logit_adjustment="prior"`` (the default) the loss adds the
 site's own label prior to the logits (``client_component.label_prior``), so that a site
-holding mostly one class does not drag the shared model towards it."""
+holding mostly one class does not drag the shared model towards it.
+
+When the served model carries SCAFFOLD control variates (``set_control``), the same loop adds
+the correction c - c_i to every gradient and afterwards moves c_i to the round's average
+gradient, estimated from the displacement (option II of Karimireddy et al. 2020)."""
 
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from client_component.feeding import image_dataset, predict
 from client_component.label_prior import local_prior, prior_adjusted_loss
 from client_component.local_data import LocalData, client_shard
 from client_component.model import build_model
+from server_component import wire
 
 log = logging.getLogger("client_component")
 
@@ -52,6 +57,11 @@ class KerasLearner:
     data: LocalData
     training: TrainingConfig = field(default_factory=TrainingConfig)
     cache_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="fl-client-"))
+    last_local_steps: int | None = field(default=None, init=False)  # of the last fit
+    # SCAFFOLD: the server's control variate, this site's, and the last change of this site's
+    _control: list[np.ndarray] | None = field(default=None, init=False, repr=False)
+    _own_control: list[np.ndarray] | None = field(default=None, init=False, repr=False)
+    _control_change: list[np.ndarray] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.training.logit_adjustment == "prior":
@@ -99,10 +109,27 @@ class KerasLearner:
     def set_weights(self, weights: list[np.ndarray]) -> None:
         self.model.set_weights(weights)
 
+    @property
+    def momentum(self) -> float:
+        """The SGD momentum of local training (0 for adaptive optimizers)."""
+        optimizer = self.model.optimizer
+        return float(optimizer.momentum) if isinstance(optimizer, keras.optimizers.SGD) else 0.0
+
+    def set_control(self, control: list[np.ndarray]) -> None:
+        """The server's SCAFFOLD control variate for the next fit (one per weight)."""
+        self._control = [np.asarray(c, np.float32) for c in control]
+        if self._own_control is None:
+            self._own_control = [np.zeros_like(c) for c in self._control]
+
+    def control_delta(self) -> list[np.ndarray] | None:
+        """How much the last fit changed this site's control variate (None without SCAFFOLD)."""
+        return self._control_change
+
     def fit(self, round_: int) -> tuple[int, dict[str, float]]:
         t = self.training
-        if t.fedprox_mu > 0:
-            self._fit_proximal(round_)
+        start, steps_before = self.get_weights(), self._iterations()
+        if t.fedprox_mu > 0 or self._control is not None:
+            self._fit_custom(round_)
         elif t.local_steps > 0:
             self.model.fit(self._batches(round_).repeat(), epochs=1,
                            steps_per_epoch=t.local_steps, verbose=0, shuffle=False,
@@ -111,6 +138,9 @@ class KerasLearner:
             x, y, batch = self._training_input(round_)
             self.model.fit(x, y, batch_size=batch, epochs=t.local_epochs, verbose=0,
                            shuffle=y is not None, class_weight=self._class_weights())
+        self.last_local_steps = self._iterations() - steps_before
+        if self._control is not None:
+            self._move_own_control(start)
         return len(self.data.y_train), self.evaluate(self.data.x_val, self.data.y_val)
 
     def evaluate(self, x, y) -> dict[str, float]:
@@ -156,11 +186,38 @@ class KerasLearner:
         weights = compute_class_weight("balanced", classes=present, y=self.data.y_train)
         return {int(c): float(w) for c, w in zip(present, weights, strict=True)}
 
-    def _fit_proximal(self, round_: int) -> None:
+    def _iterations(self) -> int:
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def _trainable_positions(self) -> list[int]:
+        """Where the trainable variables sit in ``get_weights()`` order."""
+        return [i for i, v in enumerate(self.model.weights) if v.trainable]
+
+    def _move_own_control(self, start: list[np.ndarray]) -> None:
+        """c_i+ = c_i - c + (x - y) / (lr * a): the average corrected gradient of the round
+        plus the correction removed, where lr * a is how far a unit gradient moves the weights
+        in that many steps (momentum included: ``wire.step_norm``)."""
+        steps = self.last_local_steps or 0
+        learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        scale = 1.0 / (learning_rate * wire.step_norm(steps, self.momentum)) if steps else 0.0
+        end = self.get_weights()
+        own = list(self._own_control)
+        for i in self._trainable_positions():
+            own[i] = (self._own_control[i] - self._control[i]
+                      + scale * (start[i] - end[i])).astype(np.float32)
+        self._control_change = [n - o for n, o in zip(own, self._own_control, strict=True)]
+        self._own_control = own
+
+    def _fit_custom(self, round_: int) -> None:
+        """A gradient-tape loop for what ``model.fit`` cannot add: FedProx's proximal term and
+        SCAFFOLD's gradient correction."""
         model, t = self.model, self.training
         anchor = [tf.constant(v) for v in model.get_weights()]
         trainable = model.trainable_variables
-        anchored = [anchor[i] for i, v in enumerate(model.weights) if v.trainable]
+        positions = self._trainable_positions()
+        anchored = [anchor[i] for i in positions]
+        correction = None if self._control is None else [
+            tf.constant(self._control[i] - self._own_control[i]) for i in positions]
         weights = self._class_weights()
         lookup = tf.constant([weights.get(c, 1.0) if weights else 1.0
                               for c in range(self.data.num_classes)], tf.float32)
@@ -180,10 +237,13 @@ class KerasLearner:
             with tf.GradientTape() as tape:
                 predictions = model(x, training=True)
                 loss = loss_fn(target, predictions, sample_weight=tf.gather(lookup, y))
-                loss += t.fedprox_mu / 2 * tf.add_n([
-                    tf.reduce_sum(tf.square(v - a))
-                    for v, a in zip(trainable, anchored, strict=True)])
+                if t.fedprox_mu > 0:
+                    loss += t.fedprox_mu / 2 * tf.add_n([
+                        tf.reduce_sum(tf.square(v - a))
+                        for v, a in zip(trainable, anchored, strict=True)])
             grads = tape.gradient(loss, trainable)
+            if correction is not None:
+                grads = [g + c for g, c in zip(grads, correction, strict=True)]
             model.optimizer.apply_gradients(zip(grads, trainable, strict=True))
 
         if t.local_steps > 0:

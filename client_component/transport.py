@@ -89,8 +89,15 @@ class AggregatorClient:
 
     def fetch_model(self, version: int, max_wait_s: float = 3600.0,
                     on_wait: Callable[[], None] | None = None) -> list[np.ndarray]:
-        """Long-poll until model ``version`` exists; its weights in order. ``on_wait`` runs
-        after each poll that came back empty (once per long-poll period, not a spin)."""
+        """Long-poll until model ``version`` exists; its weights in order (without any
+        control variates served beside them)."""
+        model, _ = wire.split_control(self.fetch_tensors(version, max_wait_s, on_wait))
+        return wire.tensors_to_list(model)
+
+    def fetch_tensors(self, version: int, max_wait_s: float = 3600.0,
+                      on_wait: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
+        """Long-poll until model ``version`` exists; every tensor served, by name. ``on_wait``
+        runs after each poll that came back empty (once per long-poll period, not a spin)."""
         deadline = time.monotonic() + max_wait_s
         while time.monotonic() < deadline:
             response = self.session.get(
@@ -99,7 +106,7 @@ class AggregatorClient:
                 timeout=self.long_poll_s + self.timeout, stream=True,
             )
             if response.status_code == 200:
-                return wire.tensors_to_list(wire.decode(read_body(response)).tensors)
+                return wire.decode(read_body(response)).tensors
             with response:  # back to the pool: a streamed response holds its connection
                 if response.status_code != 204:
                     raise _error(response, f"GET model version {version}")
@@ -107,8 +114,12 @@ class AggregatorClient:
                 on_wait()
         raise AggregatorUnreachable(f"model version {version} not published in {max_wait_s} s")
 
-    def post_update(self, weights: list[np.ndarray], meta: wire.UpdateMeta) -> str:
-        body = wire.EncodedParts(wire.tensors_from_list(weights), meta.to_metadata())
+    def post_update(self, weights: list[np.ndarray], meta: wire.UpdateMeta,
+                    extra: Mapping[str, np.ndarray] | None = None) -> str:
+        """Send an update: the weights in order, plus ``extra`` named tensors (control
+        variates); 'accepted' or 'duplicate'."""
+        tensors = {**wire.tensors_from_list(weights), **(extra or {})}
+        body = wire.EncodedParts(tensors, meta.to_metadata())
         return self._post("/v1/update", body).json()["status"]
 
     def post_done(self, client_id: int, metrics: Mapping[str, float], num_examples: int,

@@ -101,6 +101,7 @@ class RoundCoordinator:
         self.num_clients, self.rounds, self.min_clients = num_clients, rounds, min_clients
         self.round_timeout = round_timeout
         self.strategy = strategy or FedAvg()
+        self.strategy.bind(num_clients)
         self.checkpoint_dir = checkpoint_dir
         self._clock = clock
         self._cond = threading.Condition()
@@ -134,8 +135,13 @@ class RoundCoordinator:
         partition = wire.parse_partition_stats(message.metadata)
         settings = wire.parse_settings(message.metadata)
         architecture = wire.parse_architecture(message.metadata)
-        spec = ModelSpec.of(message.tensors)
-        spec.check(message.tensors)
+        ModelSpec.of(message.tensors).check(message.tensors)
+        reserved = [n for n in message.tensors if n.startswith(wire.CONTROL_PREFIX)]
+        if reserved:
+            raise MalformedRequest(f"tensor names starting with {wire.CONTROL_PREFIX!r} are "
+                                   f"reserved for control variates: {sorted(reserved)[:5]}")
+        served = self.strategy.initial_model(dict(message.tensors))
+        spec = ModelSpec.of(served)
         with self._cond:
             self._raise_if_failed()
             if partition:
@@ -146,7 +152,7 @@ class RoundCoordinator:
                 return False
             self.architecture = architecture  # the adopted model's, kept opaque
             self._spec = spec
-            self._publish(dict(message.tensors), version=0)
+            self._publish(served, version=0)
             self._checkpoint()
         log.info("event=init client=%d tensors=%d parameters=%d strategy=%s%s",
                  client_id, len(spec.tensors), spec.num_parameters, self.strategy.name,
@@ -165,6 +171,7 @@ class RoundCoordinator:
         with self._cond:
             self._require_open_round(meta.round)  # a stale round is refused before any read
             spec = self._spec
+        self.strategy.check_update(meta, message.layout)
         spec.check_layout(message.layout)
         digest = wire.content_digest(message, inspect=spec.check_finite)
         with self._cond:
@@ -176,7 +183,7 @@ class RoundCoordinator:
                                         f"update for round {meta.round}")
                 self.counters.updates_duplicate += 1
                 return "duplicate"
-            self._fold(open_round.accumulator, message, meta.num_examples)
+            self.strategy.fold(open_round.accumulator, message, meta)
             open_round.digests[meta.client_id] = digest
             open_round.examples[meta.client_id] = meta.num_examples
             open_round.metrics[meta.client_id] = meta.metrics
@@ -188,13 +195,6 @@ class RoundCoordinator:
             if len(open_round.digests) == self.num_clients:
                 self._close_round(open_round)
             return "accepted"
-
-    @staticmethod
-    def _fold(accumulator, message: wire.Message | wire.StreamedMessage, weight: int) -> None:
-        if accumulator.keeps_all_updates:
-            accumulator.add(message.materialize().tensors, weight)
-        else:
-            accumulator.add_chunks(message.layout, message.chunks(), weight)
 
     def submit_done(self, client_id: int, metrics: Mapping[str, float], num_examples: int,
                     counts: EvaluationCounts | None = None) -> None:
@@ -280,8 +280,15 @@ class RoundCoordinator:
             return self._failure
 
     def final_model(self) -> bytes | memoryview | None:
+        """The final model's body, without what a strategy serves beside the weights
+        (SCAFFOLD's control variates)."""
         with self._cond:
-            return self._model_body if self._version == self.rounds else None
+            if self._version != self.rounds:
+                return None
+            model, control = wire.split_control(self._global)
+            if not control:
+                return self._model_body
+            return wire.encode(model, {wire.META_ROUND: str(self._version)})
 
     def final_metrics(self) -> dict[str, float]:
         """Clients' evaluation of the final model, weighted by their test examples."""

@@ -2,9 +2,10 @@
 ``aggregate``, ``aggregate_median``, ``aggregate_trimmed_avg`` and ``FedAdam``), and the
 per-round accumulators the coordinator feeds as updates arrive.
 
-FedAvg and FedAdam fold each update into a running weighted sum: O(model size) memory for
-any number of clients. Median and trimmed mean need every update of a round at once: they
-keep up to ``num_clients`` updates, O(num_clients × model size), and say so at start.
+FedAvg, FedAvgM, FedAdam, FedNova and SCAFFOLD fold each update into a running weighted sum:
+O(model size) memory for any number of clients. Median and trimmed mean need every update of
+a round at once: they keep up to ``num_clients`` updates, O(num_clients × model size), and
+say so at start.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from server_component import wire
 from server_component.chunked import CHUNK, add_scaled
+from server_component.errors import IncompatibleUpdate, MalformedRequest
 
 NDArrays = list[np.ndarray]
 Tensors = dict[str, np.ndarray]
-STRATEGIES = ("fedavg", "fedavgm[:momentum[:server_lr]]", "fedadam", "median",
-              "trimmed-mean[:beta]")
+STRATEGIES = ("fedavg", "fedavgm[:momentum[:server_lr]]", "fedadam", "fednova",
+              "scaffold[:server_lr]", "median", "trimmed-mean[:beta]")
 
 
 class StrategyError(ValueError):
@@ -107,6 +110,21 @@ def fedavgm_step(current: Sequence[np.ndarray], averaged: Sequence[np.ndarray],
     return new, gradient
 
 
+def fednova_step(current: Sequence[np.ndarray],
+                 updates: Sequence[tuple[Sequence[np.ndarray], int, float]]) -> NDArrays:
+    """FedNova over (weights, num_examples, norm a_i) triples: the examples-weighted average
+    of each client's displacement per unit step, times the average number of unit steps,
+    x - tau_eff * sum_i p_i (x - y_i) / a_i with tau_eff = sum_i p_i a_i."""
+    total = sum(n for _, n, _ in updates)
+    tau_eff = sum(n * a for _, n, a in updates) / total
+    out = []
+    for i, x in enumerate(current):
+        direction = sum(n / total * (x.astype(np.float64) - w[i].astype(np.float64)) / a
+                        for w, n, a in updates)
+        out.append((x - tau_eff * direction).astype(x.dtype))
+    return out
+
+
 # ---- per-round accumulators -------------------------------------------------------------
 
 class RunningWeightedSum:
@@ -121,20 +139,21 @@ class RunningWeightedSum:
     def __init__(self) -> None:
         self._sums: Tensors = {}
         self._dtypes: dict[str, np.dtype] = {}
-        self.total_weight = 0
+        self.total_weight: float = 0
+        self.count = 0  # updates folded this round
 
     def reset(self) -> RunningWeightedSum:
         """Start a new round in the same buffers (the next update overwrites them)."""
-        self.total_weight = 0
+        self.total_weight, self.count = 0, 0
         return self
 
-    def add(self, tensors: Mapping[str, np.ndarray], weight: int) -> None:
+    def add(self, tensors: Mapping[str, np.ndarray], weight: float) -> None:
         layout = {name: (a.shape, a.dtype) for name, a in tensors.items()}
         chunks = ((name, 0, np.ravel(a)) for name, a in tensors.items())
         self.add_chunks(layout, chunks, weight)
 
     def add_chunks(self, layout: Mapping[str, tuple[tuple[int, ...], np.dtype]],
-                   chunks: Iterable[tuple[str, int, np.ndarray]], weight: int) -> None:
+                   chunks: Iterable[tuple[str, int, np.ndarray]], weight: float) -> None:
         """Fold an update given as (name, first flat index, 1-D values) pieces covering every
         tensor, as a streamed request body yields them."""
         if weight <= 0:
@@ -152,6 +171,7 @@ class RunningWeightedSum:
             else:
                 add_scaled(target, values, weight, scratch)
         self.total_weight += weight
+        self.count += 1
 
     def average(self, dtypes: Mapping[str, np.dtype] | None = None) -> Tensors:
         """The weighted average, in ``dtypes`` (default: the first update's dtypes; pass the
@@ -169,6 +189,19 @@ class RunningWeightedSum:
             np.divide(acc, self.total_weight, out=out[name], casting="unsafe")
 
 
+class NormalizedSum(RunningWeightedSum):
+    """A running sum that also totals the examples and the examples x step norms (FedNova)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.examples, self.weighted_norms = 0, 0.0
+
+    def reset(self) -> NormalizedSum:
+        super().reset()
+        self.examples, self.weighted_norms = 0, 0.0
+        return self
+
+
 class UpdateList:
     """Keeps every update of a round (for the robust strategies)."""
 
@@ -184,18 +217,44 @@ class UpdateList:
 # ---- strategies ------------------------------------------------------------------------
 
 class Strategy(ABC):
-    """Turns one round's updates plus the current global model into the next one."""
+    """Turns one round's updates plus the current global model into the next one.
+
+    The coordinator calls, in order: ``bind`` once; ``initial_model`` on the adopted init;
+    per round ``new_round``, then per update ``check_update`` (before anything is folded: a
+    refusal leaves the round as it was) and ``fold``, then ``aggregate_into``; ``state`` and
+    ``load_state`` around checkpoints."""
 
     name: str
     keeps_all_updates = False
 
     needs_current = True  # False: the current model may be released before aggregating
+    accumulator_type = RunningWeightedSum  # reused from round to round
+
+    def bind(self, num_clients: int) -> None:
+        """Learn the run's number of clients (strategies that scale by participation)."""
+        return None
+
+    def initial_model(self, tensors: Tensors) -> Tensors:
+        """The tensors served as model version 0, from the adopted init's."""
+        return tensors
+
+    def check_update(self, meta: wire.UpdateMeta, layout: wire.Layout) -> None:
+        """Refuse (an HTTP 4xx error) an update this strategy cannot use."""
+        return None
+
+    def fold(self, accumulator: RunningWeightedSum | UpdateList,
+             message: wire.Message | wire.StreamedMessage, meta: wire.UpdateMeta) -> None:
+        """Add one update to the round (FedAvg's weight: the client's examples)."""
+        if accumulator.keeps_all_updates:
+            accumulator.add(message.materialize().tensors, meta.num_examples)
+        else:
+            accumulator.add_chunks(message.layout, message.chunks(), meta.num_examples)
 
     def new_round(self) -> RunningWeightedSum | UpdateList:
         if self.keeps_all_updates:
             return UpdateList()
         if getattr(self, "_running", None) is None:
-            self._running = RunningWeightedSum()
+            self._running = self.accumulator_type()
         return self._running.reset()
 
     def aggregate_into(self, accumulator, current: Tensors | None, server_round: int,
@@ -296,6 +355,83 @@ class FedAvgM(Strategy):
             self._velocity = {k.removeprefix("velocity/"): a for k, a in state.items()}
 
 
+class FedNova(Strategy):
+    """FedNova (Wang et al. 2020): each update counts by its displacement per local step, so
+    a large site that ran ten times the steps of a small one (``local_epochs`` over more
+    data) does not pull the model ten times as far. Needs each update's ``local_steps`` (and
+    ``momentum``) metadata; with equal steps everywhere it is FedAvg."""
+
+    name = "fednova"
+    accumulator_type = NormalizedSum
+
+    def check_update(self, meta: wire.UpdateMeta, layout: wire.Layout) -> None:
+        if meta.local_steps is None:
+            raise MalformedRequest(f"strategy fednova needs the update's {wire.META_LOCAL_STEPS!r}"
+                                   " metadata: the optimizer steps it took this round")
+
+    def fold(self, accumulator: NormalizedSum, message: wire.Message | wire.StreamedMessage,
+             meta: wire.UpdateMeta) -> None:
+        norm = wire.step_norm(meta.local_steps, meta.momentum)
+        # sum_i (n_i / a_i) y_i and sum_i n_i / a_i; with sum n_i and sum n_i a_i that is
+        # all the normalised step needs, so memory stays one running sum.
+        accumulator.add_chunks(message.layout, message.chunks(), meta.num_examples / norm)
+        accumulator.examples += meta.num_examples
+        accumulator.weighted_norms += meta.num_examples * norm
+
+    def aggregate(self, accumulator: NormalizedSum, current: Tensors,
+                  server_round: int) -> Tensors:
+        # x - tau_eff * sum_i p_i (x - y_i) / a_i  ==  x + scale * (avg - x), avg being the
+        # running sum's average, scale = tau_eff * sum_i (n_i / a_i) / N.
+        averaged = accumulator.average(_dtypes(current))
+        scale = (accumulator.weighted_norms * accumulator.total_weight
+                 / accumulator.examples ** 2)
+        return {name: (x + scale * (averaged[name].astype(np.float64) - x)).astype(x.dtype)
+                for name, x in current.items()}
+
+
+class Scaffold(Strategy):
+    """SCAFFOLD (Karimireddy et al. 2020, option II, as NVIDIA FLARE ships it): the server
+    keeps a control variate c, served beside the model as ``control/<name>`` tensors; each
+    client corrects its local gradients by c - c_i and returns its new weights plus the
+    change of its own c_i under the same names. Both are averaged by examples; c moves by
+    that average times the share of clients that took part."""
+
+    def __init__(self, server_lr: float = 1.0) -> None:
+        if not 0 < server_lr <= 10:
+            raise StrategyError(f"scaffold server learning rate must be in (0, 10], got "
+                                f"{server_lr}")
+        self.server_lr = server_lr
+        self.name = "scaffold" + (f":{server_lr:g}" if server_lr != 1 else "")
+        self.num_clients = 1
+
+    def bind(self, num_clients: int) -> None:
+        self.num_clients = num_clients
+
+    def initial_model(self, tensors: Tensors) -> Tensors:
+        return {**tensors, **{wire.control_name(name): np.zeros_like(array)
+                              for name, array in tensors.items()}}
+
+    def check_update(self, meta: wire.UpdateMeta, layout: wire.Layout) -> None:
+        if not any(name.startswith(wire.CONTROL_PREFIX) for name in layout):
+            raise IncompatibleUpdate(
+                f"strategy {self.name} needs the change of the client's control variate as "
+                f"{wire.CONTROL_PREFIX}<name> tensors beside the weights (the served model "
+                "carries the server's); this client does not speak SCAFFOLD")
+
+    def aggregate(self, accumulator: RunningWeightedSum, current: Tensors,
+                  server_round: int) -> Tensors:
+        averaged = accumulator.average(_dtypes(current))
+        share = accumulator.count / self.num_clients
+        out = {}
+        for name, x in current.items():
+            mean = averaged[name].astype(np.float64)
+            if name.startswith(wire.CONTROL_PREFIX):
+                out[name] = (x + share * mean).astype(x.dtype)
+            else:
+                out[name] = (x + self.server_lr * (mean - x)).astype(x.dtype)
+        return out
+
+
 class Median(Strategy):
     name = "median"
     keeps_all_updates = True
@@ -331,8 +467,9 @@ def _cast_like(tensors: Tensors, model: Tensors) -> Tensors:
 
 
 def parse_strategy(spec: str) -> Strategy:
-    """``fedavg``, ``fedavgm[:momentum[:server_lr]]`` (default 0.9, 1), ``fedadam``, ``median`` or
-    ``trimmed-mean[:beta]`` (default beta 0.1)."""
+    """``fedavg``, ``fedavgm[:momentum[:server_lr]]`` (default 0.9, 1), ``fedadam``,
+    ``fednova``, ``scaffold[:server_lr]`` (default 1), ``median`` or ``trimmed-mean[:beta]``
+    (default beta 0.1)."""
     name, _, arg = spec.strip().lower().partition(":")
     if name == "trimmed-mean":
         try:
@@ -347,7 +484,13 @@ def parse_strategy(spec: str) -> Strategy:
         except ValueError as exc:
             raise StrategyError(f"bad fedavgm momentum or server learning rate {arg!r}: "
                                 f"{exc}") from None
-    known = {"fedavg": FedAvg, "fedadam": FedAdam, "median": Median}
+    if name == "scaffold" and arg:
+        try:
+            return Scaffold(float(arg))
+        except ValueError as exc:
+            raise StrategyError(f"bad scaffold server learning rate {arg!r}: {exc}") from None
+    known = {"fedavg": FedAvg, "fedadam": FedAdam, "fednova": FedNova, "scaffold": Scaffold,
+             "median": Median}
     if name not in known or arg:
         raise StrategyError(f"unknown strategy {spec!r}; accepted: {', '.join(STRATEGIES)}")
     return known[name]()

@@ -38,6 +38,13 @@ META_METRICS = "metrics"
 META_PARTITION = "partition"  # optional on init: {"examples": n, "labels": [per-class counts]}
 META_SETTINGS = "settings"  # optional on init: the client's training settings, for the report
 META_ARCHITECTURE = "architecture"  # optional on init: the model as Keras JSON (to_json())
+# optional on updates, required by fednova: optimizer steps taken this round, and the SGD
+# momentum they used (0 for plain SGD and for adaptive optimizers)
+META_LOCAL_STEPS = "local_steps"
+META_MOMENTUM = "momentum"
+# Tensors named CONTROL_PREFIX + a model tensor's name are SCAFFOLD control variates: the
+# server's c in served models, the client's change of c_i in updates; reserved in inits.
+CONTROL_PREFIX = "control/"
 MAX_INFO_CHARS = 64 * 1024  # partition, settings, metrics: JSON objects of a few fields
 MAX_ARCHITECTURE_CHARS = 4 * 1024 * 1024  # a Keras JSON of a deep network is ~1 MB
 MAX_METRICS = 64
@@ -86,6 +93,8 @@ class UpdateMeta:
     round: int
     num_examples: int
     metrics: dict[str, float] = field(default_factory=dict)
+    local_steps: int | None = None  # optimizer steps behind this update
+    momentum: float = 0.0  # the SGD momentum of those steps
 
     def to_metadata(self) -> dict[str, str]:
         meta = {
@@ -95,7 +104,34 @@ class UpdateMeta:
         }
         if self.metrics:
             meta[META_METRICS] = json.dumps(self.metrics, sort_keys=True)
+        if self.local_steps is not None:
+            meta[META_LOCAL_STEPS] = str(self.local_steps)
+            meta[META_MOMENTUM] = repr(float(self.momentum))
         return meta
+
+
+def step_norm(local_steps: int, momentum: float = 0.0) -> float:
+    """How far ``local_steps`` SGD steps with ``momentum`` move the weights per unit of a
+    constant gradient and learning rate: ||a_i||_1 of FedNova (Wang et al. 2020), what the
+    ``local_steps`` and ``momentum`` metadata of an update stand for."""
+    if momentum == 0:
+        return float(local_steps)
+    return (local_steps - momentum * (1 - momentum ** local_steps) / (1 - momentum)) / (
+        1 - momentum)
+
+
+def control_name(name: str) -> str:
+    """The name of model tensor ``name``'s SCAFFOLD control variate."""
+    return CONTROL_PREFIX + name
+
+
+def split_control(tensors: Mapping[str, np.ndarray]
+                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(model tensors, control variates keyed by their model tensor's name)."""
+    model = {n: a for n, a in tensors.items() if not n.startswith(CONTROL_PREFIX)}
+    control = {n.removeprefix(CONTROL_PREFIX): a for n, a in tensors.items()
+               if n.startswith(CONTROL_PREFIX)}
+    return model, control
 
 
 def weight_names(count: int) -> list[str]:
@@ -256,7 +292,29 @@ def parse_update_meta(metadata: Mapping[str, str]) -> UpdateMeta:
         round=round_,
         num_examples=int(raw_examples),
         metrics=parse_metrics(metadata.get(META_METRICS)),
+        local_steps=_local_steps(metadata.get(META_LOCAL_STEPS)),
+        momentum=_momentum(metadata.get(META_MOMENTUM)),
     )
+
+
+def _local_steps(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise IncompatibleUpdate(f"{META_LOCAL_STEPS} must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+def _momentum(raw: str | None) -> float:
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:
+        raise IncompatibleUpdate(f"{META_MOMENTUM} must be a number in [0, 1), got {raw!r}")
+    return value
 
 
 def _json_object(raw: str | None, key: str) -> dict:

@@ -13,6 +13,7 @@ from server_component import wire
 from server_component.app import create_app
 from server_component.coordinator import RoundCoordinator
 from server_component.serve import AggregatorServer
+from server_component.strategies import Strategy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -53,8 +54,9 @@ class Aggregator:
         return self.post("/v1/update", body)
 
 
-def start_aggregator(num_clients: int, rounds: int, **app_kwargs) -> Aggregator:
-    coordinator = RoundCoordinator(num_clients, rounds)
+def start_aggregator(num_clients: int, rounds: int, strategy: Strategy | None = None,
+                     **app_kwargs) -> Aggregator:
+    coordinator = RoundCoordinator(num_clients, rounds, strategy=strategy)
     app = create_app(coordinator, token=TOKEN, **app_kwargs)
     server = AggregatorServer(app, "127.0.0.1", 0, threads=num_clients + 4).start()
     return Aggregator(coordinator, server)

@@ -89,3 +89,33 @@ def test_a_local_step_budget_takes_exactly_that_many_batches_whatever_the_data(m
         for round_ in (1, 2):
             site.fit(round_)
             assert int(model.optimizer.iterations.numpy()) == 7 * round_
+
+
+def test_scaffold_corrects_each_gradient_and_moves_the_sites_control_variate():
+    """With the server's c, every local step adds c - c_i to the gradient: the weights end,
+    on average, lr * a * c below an uncorrected run (each one a little off: the corrected
+    path sees other gradients); c_i becomes (x - y) / (lr * a) - c + c_i."""
+    from server_component import wire
+
+    dataset = load_dataset("synthetic", seed=0)
+    data = client_shard(dataset, 0, 4, "iid", seed=0)
+    config = ModelConfig(width=8, optimizer="sgd", learning_rate=0.01)
+    sites = [KerasLearner(build_model(data.input_shape, data.num_classes, data.kind, config),
+                          data, TrainingConfig(1, 16, local_steps=5)) for _ in range(2)]
+    start = sites[0].get_weights()
+    sites[1].set_weights(start)
+    control = [np.full_like(w, 0.01) for w in start]
+    sites[1].set_control(control)
+    for site in sites:
+        site.fit(1)
+    plain, corrected = sites[0].get_weights(), sites[1].get_weights()
+    assert sites[1].last_local_steps == 5 and sites[1].momentum == pytest.approx(0.9)
+    step = 0.01 * wire.step_norm(5, 0.9)
+    delta = sites[1].control_delta()
+    assert sites[0].control_delta() is None
+    shift = np.concatenate([(c - p).ravel() for c, p in zip(corrected, plain, strict=True)])
+    assert shift.mean() == pytest.approx(-step * 0.01, rel=0.2)
+    for i, variable in enumerate(sites[1].model.weights):
+        assert variable.trainable  # GroupNorm: every weight trains
+        np.testing.assert_allclose(delta[i], (start[i] - corrected[i]) / step - control[i],
+                                   rtol=1e-4, atol=1e-5)
