@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from bench.harness import MIB, AggregatorProcess, markdown_table, model_weights
 from client_component.transport import AggregatorClient
-from server_component import wire
+from contract import wire
 
 TOKEN = "bench"
 ENCODE_SLOTS = 4  # bounds the bench's own memory: updates are built a few at a time

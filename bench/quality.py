@@ -90,7 +90,7 @@ def model_config(args: argparse.Namespace):
 def evaluate_weights(args: argparse.Namespace, weights_path: Path) -> dict:
     from client_component.evaluation import class_probabilities, classification_metrics
     from client_component.model import build_model
-    from server_component import wire
+    from contract import wire
 
     data = load_data(args)
     model = build_model(data.input_shape, data.num_classes, data.kind, model_config(args),

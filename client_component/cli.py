@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from client_component.datasets import DATASETS, DatasetError
 from client_component.model_config import LOGIT_ADJUSTMENTS
 from client_component.partition import PARTITIONS, PartitionError, parse_partition
-from server_component.env_args import add_env_flag as flag
-from server_component.env_args import require
+from contract.env_args import add_env_flag as flag
+from contract.env_args import require
 
 UPDATE_DTYPES = ("float32", "float16")
 

@@ -11,8 +11,8 @@ import json
 import shutil
 from pathlib import Path
 
-from server_component import wire
-from server_component.file_names import FINAL_WEIGHTS, MODEL_ARCHITECTURE
+from contract import wire
+from contract.file_names import FINAL_WEIGHTS, MODEL_ARCHITECTURE
 
 KERAS_FILE = "model.keras"
 

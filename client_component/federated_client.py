@@ -20,7 +20,8 @@ import requests
 
 from client_component.model_config import ModelConfig
 from client_component.transport import AggregatorClient, AggregatorError
-from server_component import wire
+from contract import wire
+from contract.messages import Phase
 
 log = logging.getLogger("client_component")
 MAX_RESYNCS_WITHOUT_PROGRESS = 20
@@ -234,8 +235,8 @@ def _ensure_reported(aggregator: AggregatorClient, config: ClientConfig,
     if last is None:
         return
     status = aggregator.status()
-    if (status["phase"] == "waiting" and status["round"] == last.meta.round
-            and config.client_id not in status["reported"]):
+    if (status.phase == Phase.WAITING and status.round == last.meta.round
+            and config.client_id not in status.reported):
         log.warning("client=%d the aggregator lost our round-%d update: re-sending",
                     config.client_id, last.meta.round)
         aggregator.post_update(last.weights, last.meta, last.extra)
@@ -246,16 +247,16 @@ def _resync(aggregator: AggregatorClient, learner: Learner, config: ClientConfig
     """The round to take part in next, after re-sending anything the aggregator lost."""
     aggregator.wait_ready(config.connect_timeout_s)
     status = aggregator.status()
-    if status.get("error"):
-        raise AggregatorError(410, "run_failed", status["error"], "GET status")
-    if status["model_version"] < 0:  # a restarted aggregator with no checkpoint
+    if status.error:
+        raise AggregatorError(410, "run_failed", status.error, "GET status")
+    if status.model_version < 0:  # a restarted aggregator with no checkpoint
         _post_init(aggregator, learner, config)
         return 1
-    if status["phase"] in ("published", "done"):
+    if status.phase in (Phase.PUBLISHED, Phase.DONE):
         return config.rounds + 1
-    open_round = status["round"]
+    open_round = status.round
     if last is not None and last.meta.round == open_round:
-        if config.client_id not in status["reported"]:
+        if config.client_id not in status.reported:
             aggregator.post_update(last.weights, last.meta, last.extra)
         return open_round + 1
     return open_round

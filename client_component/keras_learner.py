@@ -33,7 +33,7 @@ from client_component.feeding import image_dataset, predict
 from client_component.label_prior import local_prior, prior_adjusted_loss
 from client_component.local_data import LocalData, client_shard
 from client_component.model import build_model
-from server_component import wire
+from contract import wire
 
 log = logging.getLogger("client_component")
 

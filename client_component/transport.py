@@ -1,4 +1,7 @@
-"""HTTP transport to the aggregator: one requests.Session, timeouts, backoff, long polls."""
+"""HTTP transport to the aggregator: one requests.Session, timeouts, backoff, long polls.
+
+It relies only on what the contract documents (``contract.openapi``): status codes first, then
+the JSON fields of ``contract.messages``."""
 
 from __future__ import annotations
 
@@ -13,8 +16,16 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from server_component import wire
-from server_component.safetensors_io import byte_buffer
+from contract import wire
+from contract.messages import (
+    INIT_ADOPTED,
+    MODEL_NOT_YET,
+    UPDATE_ACCEPTED,
+    DoneReport,
+    ErrorReply,
+    Status,
+)
+from contract.safetensors_io import byte_buffer
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +79,11 @@ class AggregatorClient:
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
 
-    def status(self) -> dict:
+    def status(self) -> Status:
         response = self.session.get(f"{self.base_url}/v1/status", timeout=self.timeout)
         if not response.ok:
             raise _error(response, "GET status")
-        return response.json()
+        return Status.from_json(response.json())
 
     def post_init(self, weights: list[np.ndarray], client_id: int,
                   partition_stats: dict | None = None, settings: dict | None = None,
@@ -85,7 +96,7 @@ class AggregatorClient:
         if architecture:
             metadata[wire.META_ARCHITECTURE] = architecture
         body = wire.EncodedParts(wire.tensors_from_list(weights), metadata)
-        return self._post("/v1/init", body).json()["adopted"]
+        return self._post("/v1/init", body).status_code == INIT_ADOPTED
 
     def fetch_model(self, version: int, max_wait_s: float = 3600.0,
                     on_wait: Callable[[], None] | None = None) -> list[np.ndarray]:
@@ -108,7 +119,7 @@ class AggregatorClient:
             if response.status_code == 200:
                 return wire.decode(read_body(response)).tensors
             with response:  # back to the pool: a streamed response holds its connection
-                if response.status_code != 204:
+                if response.status_code != MODEL_NOT_YET:
                     raise _error(response, f"GET model version {version}")
             if on_wait is not None:
                 on_wait()
@@ -120,15 +131,14 @@ class AggregatorClient:
         variates); 'accepted' or 'duplicate'."""
         tensors = {**wire.tensors_from_list(weights), **(extra or {})}
         body = wire.EncodedParts(tensors, meta.to_metadata())
-        return self._post("/v1/update", body).json()["status"]
+        accepted = self._post("/v1/update", body).status_code == UPDATE_ACCEPTED
+        return "accepted" if accepted else "duplicate"
 
     def post_done(self, client_id: int, metrics: Mapping[str, float], num_examples: int,
                   counts: Mapping | None = None) -> None:
-        payload = {"client_id": client_id, "metrics": dict(metrics),
-                   "num_examples": max(num_examples, 1)}
-        if counts:
-            payload["counts"] = dict(counts)
-        response = self.session.post(f"{self.base_url}/v1/done", json=payload,
+        report = DoneReport(client_id, dict(metrics), max(num_examples, 1),
+                            dict(counts) if counts else None)
+        response = self.session.post(f"{self.base_url}/v1/done", json=report.to_json(),
                                      timeout=self.timeout)
         if not response.ok:
             raise _error(response, "POST done")
@@ -167,8 +177,7 @@ def read_body(response: requests.Response) -> memoryview:
 
 def _error(response: requests.Response, call: str) -> AggregatorError:
     try:
-        body = response.json()
-        code, detail = body.get("error", "?"), body.get("detail", "")
+        reply = ErrorReply.from_json(response.json(), response.text[:200])
     except ValueError:
-        code, detail = "?", response.text[:200]
-    return AggregatorError(response.status_code, code, detail, call)
+        reply = ErrorReply("?", response.text[:200])
+    return AggregatorError(response.status_code, reply.error, reply.detail, call)

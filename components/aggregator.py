@@ -6,7 +6,7 @@ from components.embedding import runtime_component
 from components.runtime import PYTHON_IMAGE, SERVER_PACKAGES
 
 
-@runtime_component(["server_component"], base_image=PYTHON_IMAGE,
+@runtime_component(["server_component", "contract"], base_image=PYTHON_IMAGE,
                    packages_to_install=SERVER_PACKAGES)
 def aggregator(
     token: str,

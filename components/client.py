@@ -18,7 +18,7 @@ def client_ids(num_clients: int) -> list[int]:
     return list(range(num_clients))
 
 
-@runtime_component(["client_component", "server_component"], base_image=TENSORFLOW_IMAGE,
+@runtime_component(["client_component", "contract"], base_image=TENSORFLOW_IMAGE,
                    packages_to_install=CLIENT_PACKAGES)
 def client(
     server_url: str,
@@ -69,7 +69,7 @@ def client(
         raise SystemExit(exit_code)
 
 
-@runtime_component(["client_component", "server_component"], base_image=TENSORFLOW_IMAGE,
+@runtime_component(["client_component", "contract"], base_image=TENSORFLOW_IMAGE,
                    packages_to_install=CLIENT_PACKAGES)
 def export_model(final_model: Input[Model], keras_model: Output[Model]):
     """The final global model as a Keras ``model.keras`` (the architecture a client registered

@@ -11,16 +11,23 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import wrap_file
 
-from server_component import wire
+from contract import openapi, wire
+from contract.errors import MalformedRequest, PayloadTooLarge, ProtocolError, Unauthorized
+from contract.messages import (
+    INIT_ADOPTED,
+    INIT_IGNORED,
+    MODEL_NOT_YET,
+    UPDATE_ACCEPTED,
+    UPDATE_DUPLICATE,
+    DoneReport,
+)
+from contract.safetensors_io import FormatError, byte_buffer, read_exactly
 from server_component.coordinator import RoundCoordinator
-from server_component.errors import MalformedRequest, PayloadTooLarge, ProtocolError, Unauthorized
 from server_component.evaluation_counts import EvaluationCounts
 from server_component.memory_reader import MemoryReader
 from server_component.observability import metrics_text, status_page
-from server_component.safetensors_io import byte_buffer, read_exactly
 
 DEFAULT_MAX_UPDATE_BYTES = 1024 * 1024 * 1024
-MAX_LONG_POLL_S = 120.0
 RESPONSE_BLOCK = 1 << 20
 MAX_DONE_BYTES = 1 << 20  # metrics and counts of one client: a few kB
 
@@ -31,11 +38,15 @@ def create_app(
     token: str | None = None,
     max_update_bytes: int = DEFAULT_MAX_UPDATE_BYTES,
     ingest_slots: int = 2,
+    max_long_poll_s: float = openapi.DEFAULT_MAX_LONG_POLL_S,
 ) -> Flask:
     """Build the aggregator's WSGI app. ``ingest_slots`` bounds how many updates are read
     at once: a streamed update costs a few MiB of buffers while it is checked (two at a time
-    use both cores of a small node), and folding into the sums is serial under the lock."""
+    use both cores of a small node), and folding into the sums is serial under the lock.
+    ``max_long_poll_s`` caps the ``wait`` of a model request (the OpenAPI document says it)."""
     app = Flask(__name__)
+    api_document = openapi.document(max_long_poll_s, coordinator.rounds,
+                                    coordinator.num_clients)
     ingest = threading.BoundedSemaphore(ingest_slots)
 
     @app.errorhandler(ProtocolError)
@@ -44,11 +55,18 @@ def create_app(
             coordinator.count_rejection(exc.code)
         return jsonify(exc.to_json()), exc.status
 
+    @app.errorhandler(FormatError)
+    def format_error(exc: FormatError):
+        return protocol_error(MalformedRequest(str(exc)))
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return jsonify({"error": exc.name.lower().replace(" ", "_"), "detail": exc.description}), (
-            exc.code or 500
-        )
+        response = jsonify({"error": exc.name.lower().replace(" ", "_"),
+                            "detail": exc.description})
+        # Werkzeug's own headers matter (RFC 9110: a 405 lists the allowed methods in Allow).
+        response.headers.extend((k, v) for k, v in exc.get_headers()
+                                if k.lower() != "content-type")
+        return response, exc.code or 500
 
     @app.before_request
     def authorize():
@@ -62,6 +80,10 @@ def create_app(
     def healthz():
         return jsonify({"status": "ok"})
 
+    @app.get("/openapi.json")
+    def openapi_json():
+        return jsonify(api_document)
+
     @app.get("/")
     def index():
         return Response(status_page(coordinator), mimetype="text/html")
@@ -72,21 +94,21 @@ def create_app(
 
     @app.get("/v1/status")
     def status():
-        return jsonify(coordinator.status())
+        return jsonify(coordinator.status().to_json())
 
     @app.post("/v1/init")
     def init():
         message = wire.decode(_read_body(max_update_bytes))
         adopted = coordinator.submit_init(message)
-        return jsonify({"adopted": adopted}), 202 if adopted else 200
+        return jsonify({"adopted": adopted}), INIT_ADOPTED if adopted else INIT_IGNORED
 
     @app.get("/v1/model")
     def model():
         version = _int_arg("round")
-        wait = min(max(_float_arg("wait", 0.0), 0.0), MAX_LONG_POLL_S)
+        wait = min(max(_float_arg("wait", 0.0), 0.0), max_long_poll_s)
         body = coordinator.wait_for_model(version, timeout=wait)
         if body is None:
-            return Response(status=204)
+            return Response(status=MODEL_NOT_YET)
         coordinator.count_model_sent(len(body))
         return _binary_response(body)
 
@@ -95,22 +117,17 @@ def create_app(
         with ingest:
             outcome = coordinator.submit_update(_update_message(max_update_bytes),
                                                 body_size=request.content_length)
-        return jsonify({"status": outcome}), 202 if outcome == "accepted" else 200
+        return jsonify({"status": outcome}), (UPDATE_ACCEPTED if outcome == "accepted"
+                                              else UPDATE_DUPLICATE)
 
     @app.post("/v1/done")
     def done():
         _checked_length(MAX_DONE_BYTES)
-        payload = request.get_json(silent=True)
-        if not isinstance(payload, dict) or not _is_int(payload.get("client_id")):
-            raise MalformedRequest('body must be JSON {"client_id": <int>}')
-        metrics = wire.check_metrics(payload.get("metrics") or {})
-        num_examples = payload.get("num_examples", 1)
-        if not _is_int(num_examples) or num_examples < 1:
-            raise MalformedRequest("num_examples must be a positive integer")
-        counts = payload.get("counts")
+        report = DoneReport.from_json(request.get_json(silent=True))
+        counts = report.counts
         coordinator.submit_done(
-            payload["client_id"], metrics, num_examples,
-            None if counts is None else EvaluationCounts.parse(counts, num_examples))
+            report.client_id, report.metrics, report.num_examples,
+            None if counts is None else EvaluationCounts.parse(counts, report.num_examples))
         return jsonify({"status": "ok"}), 200
 
     return app
@@ -171,6 +188,3 @@ def _float_arg(name: str, default: float) -> float:
         raise MalformedRequest(f"query parameter {name!r} must be a number, got {raw!r}")
     return value
 
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

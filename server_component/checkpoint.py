@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file
 
-from server_component import wire
+from contract import wire
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 _GLOBAL, _STATE = "global/", "state/"

@@ -12,11 +12,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+from contract.env_args import add_env_flag as flag
+from contract.env_args import require
 from server_component.app import DEFAULT_MAX_UPDATE_BYTES, create_app
 from server_component.checkpoint import CheckpointError, load_checkpoint
 from server_component.coordinator import RoundCoordinator, format_round
-from server_component.env_args import add_env_flag as flag
-from server_component.env_args import require
 from server_component.memory import pin_mmap_threshold
 from server_component.outputs import ensure_writable, write_outputs
 from server_component.serve import AggregatorServer
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         coordinator.enforce_deadlines()
         linger = min(args.shutdown_grace, FAILURE_LINGER_S) if coordinator.failure else None
         if not coordinator.wait_until_complete(timeout=linger or args.shutdown_grace):
-            log.warning("event=shutdown_without_all_done done=%s", coordinator.status()["done"])
+            log.warning("event=shutdown_without_all_done done=%s", coordinator.status().done)
     finally:
         server.stop()
     for record in coordinator.history:

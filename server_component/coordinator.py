@@ -14,18 +14,18 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 
 import numpy as np
 
-from server_component import wire
-from server_component.checkpoint import Checkpoint, RoundRecord, save_checkpoint
-from server_component.errors import (
+from contract import wire
+from contract.errors import (
     MalformedRequest,
     RoundConflict,
     RunFailed,
     TrainingFinished,
 )
+from contract.messages import Phase, Status
+from server_component.checkpoint import Checkpoint, RoundRecord, save_checkpoint
 from server_component.evaluation_counts import EvaluationCounts, summed
 from server_component.model_spec import ModelSpec
 from server_component.strategies import FedAvg, Strategy
@@ -33,13 +33,6 @@ from server_component.strategies import FedAvg, Strategy
 log = logging.getLogger(__name__)
 
 Tensors = dict[str, np.ndarray]
-
-
-class Phase(str, Enum):
-    WAITING = "waiting"  # collecting the init (round 0) or the open round's updates
-    PUBLISHED = "published"  # the final model is out; waiting for clients to say done
-    DONE = "done"  # every client said done
-    FAILED = "failed"  # a round missed its quorum at the deadline
 
 
 @dataclass
@@ -321,22 +314,22 @@ class RoundCoordinator:
         """Seconds since this coordinator started (a restarted aggregator counts anew)."""
         return self._clock() - self._started
 
-    def status(self) -> dict:
+    def status(self) -> Status:
         with self._cond:
             open_round = self._open
-            return {
-                "round": open_round.number if open_round else max(self._version, 0),
-                "rounds": self.rounds,
-                "phase": self._phase().value,
-                "model_version": self._version,
-                "num_clients": self.num_clients,
-                "min_clients": self.min_clients,
-                "strategy": self.strategy.name,
-                "reported": sorted(open_round.digests) if open_round else [],
-                "done": sorted(self._done),
-                "last_metrics": self.history[-1].metrics if self.history else {},
-                "error": self._failure,
-            }
+            return Status(
+                round=open_round.number if open_round else max(self._version, 0),
+                rounds=self.rounds,
+                phase=self._phase(),
+                model_version=self._version,
+                num_clients=self.num_clients,
+                min_clients=self.min_clients,
+                strategy=self.strategy.name,
+                reported=sorted(open_round.digests) if open_round else [],
+                done=sorted(self._done),
+                last_metrics=dict(self.history[-1].metrics) if self.history else {},
+                error=self._failure,
+            )
 
     # ---- restore ------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from server_component.errors import MalformedRequest
+from contract.errors import MalformedRequest
 
 MAX_CLASSES = 100
 MAX_THRESHOLDS = 1001

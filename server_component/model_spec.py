@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contract.errors import IncompatibleUpdate, MalformedRequest
 from server_component.chunked import all_finite
-from server_component.errors import IncompatibleUpdate, MalformedRequest
 
 # Updates may travel as float16 whatever the model's float dtype (halving the bytes sent);
 # the aggregator accumulates in float64 and publishes the model in its own dtype.

@@ -40,11 +40,11 @@ class CoordinatorCollector:
         yield by_reason
         yield CounterMetricFamily("fl_bytes_received", "Bytes of accepted updates",
                                   value=counters.bytes_received)
-        yield GaugeMetricFamily("fl_round", "Open round (0 before init)", value=status["round"])
+        yield GaugeMetricFamily("fl_round", "Open round (0 before init)", value=status.round)
         yield GaugeMetricFamily("fl_clients_reported", "Clients reported in the open round",
-                                value=len(status["reported"]))
+                                value=len(status.reported))
         yield GaugeMetricFamily("fl_clients_done", "Clients that said done",
-                                value=len(status["done"]))
+                                value=len(status.done))
         yield _histogram(durations)
 
 
@@ -67,17 +67,17 @@ def metrics_text(coordinator: RoundCoordinator) -> bytes:
 def status_page(coordinator: RoundCoordinator) -> str:
     s = coordinator.status()
     metrics = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>"
-                      for k, v in sorted(s["last_metrics"].items()))
-    error = f"<p class=err>{html.escape(s['error'])}</p>" if s["error"] else ""
+                      for k, v in sorted(s.last_metrics.items()))
+    error = f"<p class=err>{html.escape(s.error)}</p>" if s.error else ""
     return f"""<!doctype html><html><head><meta charset=utf-8>
 <title>fl-on-kubeflow aggregator</title><meta http-equiv=refresh content=5>
 <style>body{{font-family:sans-serif;margin:2em}}td{{padding:0 1em}}.err{{color:#b00}}</style>
 </head><body><h1>Federated aggregator</h1>{error}
-<table><tr><td>phase</td><td>{s['phase']}</td></tr>
-<tr><td>round</td><td>{s['round']} / {s['rounds']}</td></tr>
-<tr><td>strategy</td><td>{html.escape(s['strategy'])}</td></tr>
+<table><tr><td>phase</td><td>{s.phase.value}</td></tr>
+<tr><td>round</td><td>{s.round} / {s.rounds}</td></tr>
+<tr><td>strategy</td><td>{html.escape(s.strategy)}</td></tr>
 <tr><td>reported this round</td>
-<td>{len(s['reported'])} / {s['num_clients']} {s['reported']}</td></tr>
-<tr><td>done</td><td>{len(s['done'])} / {s['num_clients']}</td></tr></table>
+<td>{len(s.reported)} / {s.num_clients} {s.reported}</td></tr>
+<tr><td>done</td><td>{len(s.done)} / {s.num_clients}</td></tr></table>
 <h2>Last round (clients' held-out metrics, weighted)</h2><table>{metrics}</table>
 </body></html>"""

@@ -9,8 +9,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from server_component.coordinator import RoundCoordinator
-from server_component.file_names import (  # noqa: F401 (re-exported: the names of --out)
+from contract.file_names import (  # noqa: F401 (re-exported: the names of --out)
     CLIENT_METRICS,
     EVALUATION,
     FINAL_WEIGHTS,
@@ -19,6 +18,7 @@ from server_component.file_names import (  # noqa: F401 (re-exported: the names 
     ROUND_METRICS,
     SUMMARY,
 )
+from server_component.coordinator import RoundCoordinator
 
 
 def write_outputs(out_dir: str | os.PathLike, coordinator: RoundCoordinator,

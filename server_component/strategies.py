@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from server_component import wire
+from contract import wire
+from contract.errors import IncompatibleUpdate, MalformedRequest
 from server_component.chunked import CHUNK, add_scaled
-from server_component.errors import IncompatibleUpdate, MalformedRequest
 
 NDArrays = list[np.ndarray]
 Tensors = dict[str, np.ndarray]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import requests
 
-from server_component import wire
+from contract import wire
 from server_component.app import create_app
 from server_component.coordinator import RoundCoordinator
 from server_component.serve import AggregatorServer

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from server_component import wire
+from contract import wire
 
 
 def _update(round_: int, client_id: int, weights: dict[str, np.ndarray]) -> bytes:

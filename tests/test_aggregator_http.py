@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import requests
 
-from server_component import wire
+from contract import wire
 from tests.conftest import small_weights, start_aggregator
 
 
@@ -216,7 +216,7 @@ def test_oversized_done_and_init_metadata_are_refused(aggregator):
                                              wire.META_SETTINGS: "{" + " " * 70_000 + "}"})
         refused = roomy.post("/v1/init", body)
         assert refused.status_code == 400 and "longer than 65536" in refused.json()["detail"]
-        assert roomy.coordinator.status()["model_version"] == -1
+        assert roomy.coordinator.status().model_version == -1
     finally:
         roomy.server.stop()
 

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from server_component import wire
+from contract import wire
 from server_component.checkpoint import (
     CHECKPOINT_FILE,
     CheckpointError,
@@ -34,7 +34,7 @@ def test_every_closed_round_is_checkpointed_and_a_new_coordinator_resumes(tmp_pa
 
     resumed = RoundCoordinator(2, 4, strategy=FedAdam(), checkpoint_dir=str(tmp_path))
     resumed.restore(checkpoint)
-    assert resumed.status()["round"] == 3
+    assert resumed.status().round == 3
     run_rounds(resumed, [3, 4])
     run_rounds(first, [3, 4])  # the uninterrupted run
     assert resumed.final_model() == first.final_model()

@@ -8,7 +8,7 @@ import pytest
 from client_component.federated_client import ClientConfig, run_client
 from client_component.model_config import ModelConfig
 from client_component.transport import AggregatorClient, AggregatorError, AggregatorUnreachable
-from server_component import wire
+from contract import wire
 from tests.conftest import TOKEN, free_port, small_weights, start_aggregator
 
 

@@ -6,7 +6,7 @@ import pytest
 from sklearn.metrics import confusion_matrix, roc_curve
 
 from client_component.evaluation import ROC_THRESHOLDS, count_outcomes
-from server_component.errors import MalformedRequest
+from contract.errors import MalformedRequest
 from server_component.evaluation_counts import EvaluationCounts, summed
 
 

@@ -8,8 +8,8 @@ import pytest
 from client_component.export import KERAS_FILE, ExportError, export_keras
 from client_component.model import build_model
 from client_component.model_config import ModelConfig
-from server_component import wire
-from server_component.file_names import FINAL_WEIGHTS, MODEL_ARCHITECTURE
+from contract import wire
+from contract.file_names import FINAL_WEIGHTS, MODEL_ARCHITECTURE
 
 
 def aggregator_outputs(directory, model, weights=None):

@@ -9,10 +9,10 @@ import pytest
 
 from client_component.federated_client import ClientConfig, UnsupportedStrategy, federate
 from client_component.transport import AggregatorClient
-from server_component import wire
+from contract import wire
+from contract.errors import IncompatibleUpdate, MalformedRequest
 from server_component.checkpoint import load_checkpoint
 from server_component.coordinator import RoundCoordinator
-from server_component.errors import IncompatibleUpdate, MalformedRequest
 from server_component.strategies import FedNova, Scaffold, fednova_step, parse_strategy
 from tests.conftest import TOKEN, start_aggregator
 from tests.numpy_learner import NumpyLearner
@@ -198,7 +198,7 @@ def test_fednova_refuses_an_update_without_local_steps_and_keeps_the_round():
                         wire.UpdateMeta(0, 1, 5).to_metadata())
     with pytest.raises(MalformedRequest, match="local_steps"):
         coordinator.submit_update(bare)
-    assert coordinator.status()["reported"] == []
+    assert coordinator.status().reported == []
     good = wire.UpdateMeta(0, 1, 5, local_steps=3).to_metadata()
     assert coordinator.submit_update(wire.Message({"w000": np.ones(3, np.float32)},
                                                   good)) == "accepted"

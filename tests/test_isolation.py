@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import requests
 
-from server_component import wire
+from contract import wire
 from server_component.app import create_app
 from server_component.coordinator import RoundCoordinator
 from server_component.serve import AggregatorServer
@@ -45,9 +45,9 @@ def test_two_runs_at_once_never_cross(observe):
             observe(f"{response.request.method} {response.request.path_url.split('?')[0]} "
                     f"-> {response.status_code}")
         assert run_a.update(0, 1).status_code == 202
-        assert run_b.coordinator.status()["reported"] == []
+        assert run_b.coordinator.status().reported == []
         assert run_b.coordinator.counters.updates_accepted == 0
-        assert run_a.coordinator.status()["reported"] == [0]
+        assert run_a.coordinator.status().reported == [0]
         observe("run B accepted 0 updates; run A's own update accepted")
     finally:
         run_a.server.stop()

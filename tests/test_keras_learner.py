@@ -95,7 +95,7 @@ def test_scaffold_corrects_each_gradient_and_moves_the_sites_control_variate():
     """With the server's c, every local step adds c - c_i to the gradient: the weights end,
     on average, lr * a * c below an uncorrected run (each one a little off: the corrected
     path sees other gradients); c_i becomes (x - y) / (lr * a) - c + c_i."""
-    from server_component import wire
+    from contract import wire
 
     dataset = load_dataset("synthetic", seed=0)
     data = client_shard(dataset, 0, 4, "iid", seed=0)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from server_component import wire
+from contract import wire
 from tests.conftest import REPO_ROOT
 from tests.test_report import check_in_browser
 

@@ -171,8 +171,8 @@ def test_embedded_packages_are_exactly_the_code_the_tests_import():
         service.create_service: ["server_component"],
         service.create_checkpoint_volume: ["server_component"],
         service.delete_service: ["server_component"],
-        aggregator.aggregator: ["server_component"],
-        client.client: ["client_component", "server_component"],
+        aggregator.aggregator: ["server_component", "contract"],
+        client.client: ["client_component", "contract"],
     }
     for component, packages in expected.items():
         files = embedded_files(component)
@@ -185,10 +185,36 @@ def test_embedded_packages_are_exactly_the_code_the_tests_import():
 
 
 def test_component_bodies_only_delegate_and_runtime_never_imports_kfp():
-    for package in ("server_component", "client_component"):
+    for package in ("server_component", "client_component", "contract"):
         for path in (REPO_ROOT / package).rglob("*.py"):
             text = path.read_text()
             assert "import kfp" not in text and "from kfp" not in text, path
+
+
+def _imported_packages(package: str) -> dict[str, set[str]]:
+    """Each module of ``package`` -> the top-level packages it imports (anywhere in it)."""
+    import ast
+
+    found = {}
+    for path in (REPO_ROOT / package).rglob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module.split(".")[0])
+        found[str(path.relative_to(REPO_ROOT))] = names
+    return found
+
+
+def test_the_runtimes_share_only_the_contract():
+    """The client runtime imports none of the aggregator's, nor the aggregator the client's;
+    the contract imports neither (so the client component embeds no server code)."""
+    for package, forbidden in (("client_component", {"server_component"}),
+                               ("server_component", {"client_component"}),
+                               ("contract", {"server_component", "client_component"})):
+        for module, names in _imported_packages(package).items():
+            assert not names & forbidden, f"{module} imports {sorted(names & forbidden)}"
 
 
 def test_base_image_override(tmp_path):

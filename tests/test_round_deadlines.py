@@ -5,9 +5,9 @@ import threading
 import numpy as np
 import pytest
 
-from server_component import wire
+from contract import wire
+from contract.errors import RoundConflict, RunFailed
 from server_component.coordinator import RoundCoordinator
-from server_component.errors import RoundConflict, RunFailed
 from tests.conftest import small_weights
 
 
@@ -53,7 +53,7 @@ def test_without_the_quorum_the_run_fails_naming_the_round_and_missing_ids():
     run_deadlines(c).join(timeout=5)
     assert c.failure is not None
     assert "round 1" in c.failure and "missing client ids [1, 2]" in c.failure
-    assert c.status()["phase"] == "failed"
+    assert c.status().phase == "failed"
     with pytest.raises(RunFailed):
         update(c, 1, 1)
     with pytest.raises(RunFailed):

@@ -9,7 +9,7 @@ import sys
 import pytest
 import requests
 
-from server_component import wire
+from contract import wire
 from server_component.outputs import FINAL_WEIGHTS, ROUND_METRICS, SUMMARY
 from tests.conftest import REPO_ROOT, small_weights
 

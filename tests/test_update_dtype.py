@@ -7,7 +7,7 @@ import numpy as np
 
 from client_component.federated_client import ClientConfig, as_update_dtype, federate
 from client_component.transport import AggregatorClient
-from server_component import wire
+from contract import wire
 from tests.conftest import TOKEN, start_aggregator
 from tests.numpy_learner import NumpyLearner
 

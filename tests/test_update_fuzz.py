@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server_component import wire
+from contract import wire
 from server_component.app import create_app
 from server_component.coordinator import RoundCoordinator
 from tests.conftest import TOKEN, small_weights
@@ -46,4 +46,4 @@ def test_the_fuzzer_can_reach_acceptance():
     app = create_app(fresh, token=TOKEN).test_client()
     response = app.post("/v1/update", data=VALID, headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 202
-    np.testing.assert_array_equal(fresh.status()["reported"], [0])
+    np.testing.assert_array_equal(fresh.status().reported, [0])

@@ -7,8 +7,9 @@ import pytest
 from safetensors.numpy import load as safetensors_load
 from safetensors.numpy import save as safetensors_save
 
-from server_component import wire
-from server_component.errors import IncompatibleUpdate, MalformedRequest
+from contract import wire
+from contract.errors import IncompatibleUpdate, MalformedRequest
+from contract.safetensors_io import FormatError
 
 
 def test_encode_decode_round_trip_keeps_tensors_and_metadata():
@@ -42,7 +43,7 @@ def test_weight_names_sort_in_model_order_beyond_1000_weights():
 @pytest.mark.parametrize(
     "body", [b"", b"\x00" * 4, b"\xff" * 16, b"\x02\x00\x00\x00\x00\x00\x00\x00{}"])
 def test_garbage_is_malformed(body):
-    with pytest.raises(MalformedRequest):
+    with pytest.raises(FormatError):
         wire.decode(body)
 
 
@@ -128,7 +129,7 @@ def _with_header(header: dict, data: bytes) -> bytes:
                                          "data_offsets": [0, 4]}}, b"\0" * 4, "strings"),
 ])
 def test_inconsistent_headers_are_malformed(header, data, detail):
-    with pytest.raises(MalformedRequest, match=detail):
+    with pytest.raises(FormatError, match=detail):
         wire.decode(_with_header(header, data))
     with pytest.raises(Exception):  # noqa: B017 - the reference parser refuses them too
         safetensors_load(_with_header(header, data))
@@ -162,7 +163,7 @@ def test_a_streamed_body_reads_as_the_decoded_one_in_chunks():
 def test_a_streamed_body_shorter_than_its_length_is_malformed():
     body = wire.encode({"w000": np.ones(1000, np.float32)})
     streamed = wire.StreamedMessage(io.BytesIO(body[:-10]), len(body))
-    with pytest.raises(MalformedRequest, match="ended after"):
+    with pytest.raises(FormatError, match="ended after"):
         list(streamed.chunks())
 
 

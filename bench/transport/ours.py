@@ -34,7 +34,7 @@ def measure(plan: RoundPlan, update_dtype: str = "float32",
 
 def _client(cid: int, plan: RoundPlan, barrier, queue, url: str, update_dtype: str) -> None:
     from client_component.transport import AggregatorClient
-    from server_component import wire
+    from contract import wire
 
     client = AggregatorClient(url, TOKEN)
     update = model_weights(plan.params, seed=cid + 1)

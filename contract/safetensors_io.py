@@ -19,7 +19,10 @@ from typing import BinaryIO
 
 import numpy as np
 
-from server_component.errors import MalformedRequest
+
+class FormatError(ValueError):
+    """Bytes that are not a valid safetensors body (the aggregator answers 400 malformed)."""
+
 
 HEADER_LEN = struct.Struct("<Q")
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -41,18 +44,18 @@ class TensorEntry:
     @classmethod
     def parse(cls, name: str, info: object) -> TensorEntry:
         if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
-            raise MalformedRequest(f"tensor {name!r}: header entry needs "
+            raise FormatError(f"tensor {name!r}: header entry needs "
                                    "dtype, shape and data_offsets")
         dtype = DTYPES.get(info["dtype"]) if isinstance(info["dtype"], str) else None
         if dtype is None:
-            raise MalformedRequest(f"tensor {name!r}: unsupported dtype {info['dtype']!r}")
+            raise FormatError(f"tensor {name!r}: unsupported dtype {info['dtype']!r}")
         shape, offsets = info["shape"], info["data_offsets"]
         if not _ints(shape) or not _ints(offsets) or len(offsets) != 2:
-            raise MalformedRequest(f"tensor {name!r}: shape and data_offsets must be lists of "
+            raise FormatError(f"tensor {name!r}: shape and data_offsets must be lists of "
                                    "non-negative integers")
         entry = cls(np.dtype(dtype).newbyteorder("<"), tuple(shape), offsets[0], offsets[1])
         if entry.end - entry.begin != entry.nbytes:
-            raise MalformedRequest(f"tensor {name!r}: data_offsets span {entry.end - entry.begin}"
+            raise FormatError(f"tensor {name!r}: data_offsets span {entry.end - entry.begin}"
                                    f" bytes, its dtype and shape need {entry.nbytes}")
         return entry
 
@@ -78,18 +81,18 @@ class Header:
         """``prefix`` holds at least the length field and the header of a body of
         ``total_length`` bytes; every offset is checked against that length."""
         if total_length < HEADER_LEN.size or len(prefix) < HEADER_LEN.size:
-            raise MalformedRequest("body is not safetensors: shorter than its 8-byte header "
+            raise FormatError("body is not safetensors: shorter than its 8-byte header "
                                    "length")
         (header_len,) = HEADER_LEN.unpack_from(prefix)
         if header_len > min(total_length - HEADER_LEN.size, MAX_HEADER_BYTES):
-            raise MalformedRequest(f"safetensors header length {header_len} exceeds the body")
+            raise FormatError(f"safetensors header length {header_len} exceeds the body")
         data_start = HEADER_LEN.size + header_len
         raw = _json_object(bytes(prefix[HEADER_LEN.size:data_start]))
         entries = sorted(((name, TensorEntry.parse(name, info))
                           for name, info in raw.items() if name != "__metadata__"),
                          key=lambda item: item[1].begin)
         if not entries:
-            raise MalformedRequest("safetensors body holds no tensors")
+            raise FormatError("safetensors body holds no tensors")
         _check_contiguous(entries, total_length - data_start)
         return cls(_metadata(raw), tuple(entries), data_start)
 
@@ -125,10 +128,10 @@ def read_header_bytes(file: BinaryIO, total_length: int) -> bytes:
     """The length field and JSON header at the start of ``file`` (bounded reads)."""
     first = file.read(HEADER_LEN.size)
     if len(first) < HEADER_LEN.size:
-        raise MalformedRequest("body is not safetensors: shorter than its 8-byte header length")
+        raise FormatError("body is not safetensors: shorter than its 8-byte header length")
     (header_len,) = HEADER_LEN.unpack(first)
     if header_len > min(total_length - HEADER_LEN.size, MAX_HEADER_BYTES):
-        raise MalformedRequest(f"safetensors header length {header_len} exceeds the body")
+        raise FormatError(f"safetensors header length {header_len} exceeds the body")
     return first + file.read(header_len)
 
 
@@ -138,7 +141,7 @@ def read_exactly(file: BinaryIO, view: memoryview) -> None:
     while filled < len(view):
         count = file.readinto(view[filled:])
         if not count:
-            raise MalformedRequest(f"body ended after {filled} of {len(view)} bytes")
+            raise FormatError(f"body ended after {filled} of {len(view)} bytes")
         filled += count
 
 
@@ -200,9 +203,9 @@ def _json_object(raw: bytes) -> dict:
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedRequest(f"safetensors header is not JSON: {exc}") from None
+        raise FormatError(f"safetensors header is not JSON: {exc}") from None
     if not isinstance(header, dict):
-        raise MalformedRequest("safetensors header is not a JSON object")
+        raise FormatError("safetensors header is not a JSON object")
     return header
 
 
@@ -211,7 +214,7 @@ def _metadata(header: dict) -> dict[str, str]:
     if not isinstance(metadata, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
-        raise MalformedRequest("safetensors __metadata__ must map strings to strings")
+        raise FormatError("safetensors __metadata__ must map strings to strings")
     return metadata
 
 
@@ -219,10 +222,10 @@ def _check_contiguous(entries: list[tuple[str, TensorEntry]], data_length: int) 
     end = 0
     for name, entry in entries:
         if entry.begin != end:  # the format has no holes and no overlaps
-            raise MalformedRequest(f"tensor {name!r} data_offsets leave a gap or overlap")
+            raise FormatError(f"tensor {name!r} data_offsets leave a gap or overlap")
         end = entry.end
     if end != data_length:
-        raise MalformedRequest(f"tensor data is {data_length} bytes, the header describes {end}")
+        raise FormatError(f"tensor data is {data_length} bytes, the header describes {end}")
 
 
 def _ints(values: object) -> bool:

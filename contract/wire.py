@@ -22,8 +22,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from server_component import safetensors_io
-from server_component.errors import IncompatibleUpdate, MalformedRequest
+from contract import safetensors_io
+from contract.errors import IncompatibleUpdate, MalformedRequest
 
 PROTOCOL_VERSION = "1"
 API_PREFIX = "/v1"

@@ -1,0 +1,303 @@
+"""The aggregator's HTTP API as an OpenAPI 3.1 document: what a client written elsewhere may
+rely on, and nothing more. The aggregator serves it at ``GET /openapi.json``; the tests
+validate it (openapi-spec-validator) and run Schemathesis against a live aggregator; the
+README's protocol table is ``markdown_table()`` of it (a test checks they agree).
+
+``python -m contract.openapi`` prints the document, ``--markdown`` the README table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from contract import wire
+from contract.errors import (
+    IncompatibleUpdate,
+    MalformedRequest,
+    PayloadTooLarge,
+    RoundConflict,
+    RunFailed,
+    TrainingFinished,
+    Unauthorized,
+)
+from contract.messages import (
+    INIT_ADOPTED,
+    INIT_IGNORED,
+    MODEL_NOT_YET,
+    UPDATE_ACCEPTED,
+    UPDATE_DUPLICATE,
+    Phase,
+)
+
+DEFAULT_MAX_LONG_POLL_S = 120.0
+_BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+_ERRORS = {400: [MalformedRequest], 401: [Unauthorized], 409: [RoundConflict],
+           410: [TrainingFinished, RunFailed], 413: [PayloadTooLarge], 422: [IncompatibleUpdate]}
+
+
+
+def _error_codes() -> list[str]:
+    return sorted({cls.code for classes in _ERRORS.values() for cls in classes})
+
+
+# The safetensors ``__metadata__`` keys each body carries (all values are strings).
+INIT_METADATA = {
+    wire.META_CLIENT_ID: (True, "the sending client's id, 0..num_clients-1"),
+    wire.META_PARTITION: (False, 'JSON {"examples": n, "labels": [per-class counts]}, for the '
+                                 "report"),
+    wire.META_SETTINGS: (False, "JSON object: how the client trains, for the report"),
+    wire.META_ARCHITECTURE: (False, "the model as Keras JSON (to_json()), exported with the "
+                                    "final weights"),
+}
+UPDATE_METADATA = {
+    wire.META_CLIENT_ID: (True, "the sending client's id"),
+    wire.META_ROUND: (True, "the open round this update trains for (1-based)"),
+    wire.META_NUM_EXAMPLES: (True, "positive integer: the FedAvg weight"),
+    wire.META_METRICS: (False, "JSON object of finite numbers (held-out metrics)"),
+    wire.META_LOCAL_STEPS: (False, "positive integer: optimizer steps behind the update "
+                                   "(required by fednova)"),
+    wire.META_MOMENTUM: (False, "number in [0, 1): the SGD momentum of those steps"),
+}
+MODEL_METADATA = {wire.META_ROUND: (True, "the model version")}
+
+
+def document(max_long_poll_s: float = DEFAULT_MAX_LONG_POLL_S, rounds: int | None = None,
+             num_clients: int | None = None) -> dict:
+    """The OpenAPI 3.1 document of protocol v1. An aggregator states its own limits: the cap
+    on ``wait``, and the run's ``rounds`` and ``num_clients`` bound model versions and client
+    ids (the generic document, for the README, leaves them open)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "fl-on-kubeflow aggregator", "version": wire.PROTOCOL_VERSION,
+                 "description": _DESCRIPTION},
+        "paths": {
+            "/healthz": {"get": _public("Liveness", {200: _json({"$ref": "#/components/"
+                                                                  "schemas/Health"})})},
+            "/openapi.json": {"get": _public("This document", {200: _json({"type": "object"})})},
+            "/metrics": {"get": _public("Prometheus text exposition", {
+                200: {"description": "metrics", "content": {"text/plain": {
+                    "schema": {"type": "string"}}}}})},
+            "/": {"get": _public("A human status page (no secrets)", {
+                200: {"description": "page", "content": {"text/html": {
+                    "schema": {"type": "string"}}}}})},
+            "/v1/status": {"get": _guarded("Where the run is", {
+                200: _json({"$ref": "#/components/schemas/Status"})})},
+            "/v1/init": {"post": _guarded(
+                "Offer model version 0 (the first valid init is adopted)", {
+                    INIT_ADOPTED: _json(_adopted(True), "adopted as model version 0"),
+                    INIT_IGNORED: _json(_adopted(False), "a model was adopted before"),
+                }, errors=(400, 410, 413, 422), body=_tensor_body(INIT_METADATA))},
+            "/v1/model": {"get": _guarded("Long-poll for a model version", {
+                200: {"description": "the model, safetensors with metadata "
+                                     + _keys(MODEL_METADATA), "content": _BINARY,
+                      "x-safetensors-metadata": _metadata(MODEL_METADATA)},
+                MODEL_NOT_YET: {"description": "not published within `wait` seconds"},
+            }, errors=(400, 409, 410), parameters=_model_parameters(max_long_poll_s, rounds),
+                why={409: "a newer version superseded it", 410: "round > rounds, or the run "
+                     "failed"})},
+            "/v1/update": {"post": _guarded("Send this round's update", {
+                UPDATE_ACCEPTED: _json(_outcome("accepted"), "folded into the round"),
+                UPDATE_DUPLICATE: _json(_outcome("duplicate"), "an identical re-send"),
+            }, errors=(400, 409, 410, 413, 422), body=_tensor_body(UPDATE_METADATA),
+                why={409: "not the open round, or a different update for it", 422: "names, "
+                     "shapes or dtypes differ from the model's, NaN/Inf values, a bad "
+                     "num_examples"})},
+            "/v1/done": {"post": _guarded("After fetching the final model: report its test "
+                                          "metrics", {
+                200: _json(_outcome("ok"), "recorded (repeating overwrites)"),
+            }, errors=(400, 410, 413), body={"required": True, "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Done"}}}})},
+        },
+        "components": {"schemas": _schemas(num_clients),
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+_DESCRIPTION = (
+    "Protocol v1 of the federated aggregator. Tensors travel as safetensors bodies "
+    "(application/octet-stream), never as JSON; metadata lives in the safetensors header, all "
+    "values strings (x-safetensors-metadata lists the keys of each body). Tensor names are the "
+    "model's weights in order (w000, w001, ...); the first init fixes names, shapes and dtypes; "
+    "an update may carry any float tensor as float16. Under strategy scaffold a served model "
+    "also carries control/<name> tensors and an update must carry the same names. Every "
+    "refusal is JSON {error, detail} and leaves the state exactly as it was. Clients rely on "
+    "status codes first, then on the documented JSON fields only.")
+
+def _schemas(num_clients: int | None) -> dict:
+    schemas = json.loads(json.dumps(_SCHEMAS))
+    if num_clients is not None:
+        schemas["Done"]["properties"]["client_id"]["maximum"] = num_clients - 1
+    return schemas
+
+
+_METRICS = {"type": "object", "maxProperties": wire.MAX_METRICS,
+            "propertyNames": {"pattern": "^" + wire.METRIC_NAME.pattern + "$",
+                              "not": {"enum": sorted(wire.RESERVED_METRIC_NAMES)}},
+            "additionalProperties": {"type": "number"}}
+_SCHEMAS = {
+    "Health": {"type": "object", "required": ["status"],
+               "properties": {"status": {"const": "ok"}}},
+    "Status": {
+        "type": "object",
+        "required": ["round", "rounds", "phase", "model_version", "num_clients",
+                     "min_clients", "strategy", "reported", "done", "last_metrics", "error"],
+        "properties": {
+            "round": {"type": "integer", "minimum": 0,
+                      "description": "the open round (1-based), 0 before init; the last "
+                                     "version once training is over"},
+            "rounds": {"type": "integer", "minimum": 1},
+            "phase": {"enum": [p.value for p in Phase]},
+            "model_version": {"type": "integer", "minimum": -1,
+                              "description": "-1 before the first init"},
+            "num_clients": {"type": "integer", "minimum": 1},
+            "min_clients": {"type": "integer", "minimum": 1},
+            "strategy": {"type": "string"},
+            "reported": {"type": "array", "items": {"type": "integer"},
+                         "description": "client ids with an update in the open round"},
+            "done": {"type": "array", "items": {"type": "integer"}},
+            "last_metrics": _METRICS,
+            "error": {"type": ["string", "null"], "description": "why the run failed"},
+        },
+    },
+    "Done": {
+        "type": "object", "required": ["client_id"],
+        "properties": {
+            "client_id": {"type": "integer", "minimum": 0},
+            "metrics": _METRICS,
+            "num_examples": {"type": "integer", "minimum": 1, "default": 1},
+            "counts": {"type": ["object", "null"], "description": "confusion_matrix (k x k counts "
+                       "summing to num_examples) and, for two classes, roc {thresholds, tp, "
+                       "fp}"},
+        },
+    },
+    "Outcome": {"type": "object", "required": ["status"],
+                "properties": {"status": {"type": "string"}}},
+    "Error": {"type": "object", "required": ["error", "detail"],
+              "properties": {"error": {"type": "string", "description": (
+                  "a stable code: " + ", ".join(_error_codes())
+                  + " (and the generic HTTP ones, e.g. method_not_allowed)")},
+                  "detail": {"type": "string"}}},
+}
+
+
+def _public(summary: str, responses: dict) -> dict:
+    return {"summary": summary, "security": [], "responses": _responses(responses)}
+
+
+def _guarded(summary: str, responses: dict, *, errors=(), body: dict | None = None,
+             parameters: list | None = None, why: dict[int, str] | None = None) -> dict:
+    """A token-guarded operation; ``why`` says when it answers an error status."""
+    refusals = {status: _error(status, (why or {}).get(status)) for status in (401, *errors)}
+    operation = {"summary": summary, "security": [{"bearer": []}],
+                 "responses": _responses({**responses, **refusals})}
+    if body is not None:
+        operation["requestBody"] = body
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
+def _responses(responses: dict) -> dict:
+    return {str(code): value for code, value in sorted(responses.items())}
+
+
+def _error(status: int, why: str | None = None) -> dict:
+    codes = ", ".join(sorted(cls.code for cls in _ERRORS[status]))
+    return _json({"$ref": "#/components/schemas/Error"},
+                 f"refused ({codes}{': ' + why if why else ''})")
+
+
+def _json(schema: dict, description: str = "OK") -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _adopted(value: bool) -> dict:
+    return {"type": "object", "required": ["adopted"],
+            "properties": {"adopted": {"const": value}}}
+
+
+def _outcome(value: str) -> dict:
+    return {"allOf": [{"$ref": "#/components/schemas/Outcome"},
+                      {"properties": {"status": {"const": value}}}]}
+
+
+def _metadata(keys: dict) -> dict:
+    return {key: {"required": required, "description": text}
+            for key, (required, text) in keys.items()}
+
+
+def _keys(keys: dict) -> str:
+    parts = [f"`{k}`" if required else f"optional `{k}`" for k, (required, _) in keys.items()]
+    return ", ".join(parts)
+
+
+def _tensor_body(keys: dict) -> dict:
+    return {"required": True, "description": "safetensors with metadata " + _keys(keys),
+            "content": _BINARY, "x-safetensors-metadata": _metadata(keys)}
+
+
+def _model_parameters(max_long_poll_s: float, rounds: int | None) -> list:
+    version = {"type": "integer", "minimum": 0}
+    if rounds is not None:
+        version["maximum"] = rounds
+    return [
+        {"name": "round", "in": "query", "required": True, "schema": version,
+         "description": "the model version (the final one is `rounds`)"},
+        {"name": "wait", "in": "query", "required": False,
+         "schema": {"type": "number", "default": 0},
+         "description": f"seconds to wait for it, cut to [0, {max_long_poll_s:g}]"},
+    ]
+
+
+def markdown_table(doc: dict | None = None) -> str:
+    """The README's protocol table: one row per operation, its body and its answers."""
+    doc = doc or document()
+    rows = ["| call | token | body | answers |", "|---|---|---|---|"]
+    for path, operations in doc["paths"].items():
+        for method, op in operations.items():
+            query = "&".join(f"{p['name']}=…" for p in op.get("parameters", []))
+            call = f"{method.upper()} {path}" + (f"?{query}" if query else "")
+            answers = "; ".join(f"{code} {_answer(doc, r)}" for code, r in op["responses"].items())
+            rows.append(f"| `{call}` | {'yes' if op['security'] else 'no'} | "
+                        f"{_body(doc, op.get('requestBody'))} | {answers} |")
+    return "\n".join(rows)
+
+
+def _body(doc: dict, body: dict | None) -> str:
+    if body is None:
+        return ""
+    if "application/json" in body["content"]:
+        return _fields(doc, body["content"]["application/json"]["schema"])
+    return body["description"]
+
+
+def _answer(doc: dict, response: dict) -> str:
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    if "$ref" in schema and not response["description"].startswith("refused"):
+        return _fields(doc, schema)
+    return response["description"]
+
+
+def _fields(doc: dict, schema: dict) -> str:
+    """``JSON Name: `a`, optional `b` ...`` of a referenced schema."""
+    name = schema["$ref"].rsplit("/", 1)[-1]
+    target = doc["components"]["schemas"][name]
+    required = set(target.get("required", []))
+    parts = []
+    for field, spec in target["properties"].items():
+        label = f"`{field}`" if field in required else f"optional `{field}`"
+        if "enum" in spec:
+            label += " (" + "/".join(spec["enum"]) + ")"
+        parts.append(label)
+    return f"JSON {name}: " + ", ".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--markdown", action="store_true", help="the README's protocol table")
+    args = parser.parse_args()
+    print(markdown_table() if args.markdown else json.dumps(document(), indent=2))
+
+
+if __name__ == "__main__":
+    main()
