@@ -143,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="prior: train on logits + log(local label prior) (label skew)")
     p.add_argument("--update-dtype", choices=("float32", "float16"), default="float32",
                    help="dtype of the clients' posted updates (float16 halves the upload)")
+    p.add_argument("--fresh-optimizer", action="store_true",
+                   help="zero the clients' optimizer state at the start of every round")
     sweep = p.add_argument_group("sweep", "--sweep: a grid instead of one setting")
     sweep.add_argument("--sweep", action="store_true",
                        help="federated vs centralized over alphas x clients x seeds x strategies")

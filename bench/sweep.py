@@ -54,7 +54,8 @@ def client_jobs(args: argparse.Namespace, url: str, clients: int, alpha: float, 
                         "batch_size": args.batch_size,
                         "fedprox_mu": mu, "class_weights": args.class_weights,
                         "logit_adjustment": args.logit_adjustment,
-                        "update_dtype": args.update_dtype, "connect_timeout_s": 60.0},
+                        "update_dtype": args.update_dtype, "connect_timeout_s": 60.0,
+                        "fresh_optimizer": args.fresh_optimizer},
              "model": {"width": args.width, "depth": args.depth, "norm": args.norm,
                        "optimizer": args.optimizer, "learning_rate": args.learning_rate}}
             for cid in range(clients)]

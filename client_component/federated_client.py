@@ -64,6 +64,7 @@ class ClientConfig:
     seed: int = 0
     local_epochs: int = 1
     local_steps: int = 0  # > 0: this many local batches per round instead of local_epochs
+    fresh_optimizer: bool = False
     batch_size: int = 32
     model: ModelConfig = field(default_factory=ModelConfig)
     fedprox_mu: float = 0.0

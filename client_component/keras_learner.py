@@ -49,6 +49,7 @@ class TrainingConfig:
     # > 0: exactly this many local batches per round (cycling through the data), instead of
     # local_epochs: sites of very different sizes then take the same number of steps.
     local_steps: int = 0
+    fresh_optimizer: bool = False  # zero the optimizer's state (momentum, Adam moments) per round
 
 
 @dataclass
@@ -82,7 +83,8 @@ class KerasLearner:
                  model.count_params())
         training = TrainingConfig(config.local_epochs, config.batch_size, config.fedprox_mu,
                                   config.class_weights, config.seed + config.client_id,
-                                  config.logit_adjustment, config.local_steps)
+                                  config.logit_adjustment, config.local_steps,
+                                  config.fresh_optimizer)
         return cls(model, data, training)
 
     @property
@@ -127,6 +129,8 @@ class KerasLearner:
 
     def fit(self, round_: int) -> tuple[int, dict[str, float]]:
         t = self.training
+        if t.fresh_optimizer:
+            self._reset_optimizer()
         start, steps_before = self.get_weights(), self._iterations()
         if t.fedprox_mu > 0 or self._control is not None:
             self._fit_custom(round_)
@@ -185,6 +189,16 @@ class KerasLearner:
         present = np.unique(self.data.y_train)
         weights = compute_class_weight("balanced", classes=present, y=self.data.y_train)
         return {int(c): float(w) for c, w in zip(present, weights, strict=True)}
+
+    def _reset_optimizer(self) -> None:
+        """Every slot variable and the step count back to zero, the learning rate kept: as if
+        the optimizer were built anew for this round's global model."""
+        optimizer = self.model.optimizer
+        if not optimizer.built:
+            return
+        for variable in optimizer.variables:
+            if variable is not getattr(optimizer, "_learning_rate", None):
+                variable.assign(keras.ops.zeros_like(variable))
 
     def _iterations(self) -> int:
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))

@@ -14,6 +14,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -23,8 +24,6 @@ from server_component.chunked import CHUNK, add_scaled
 
 NDArrays = list[np.ndarray]
 Tensors = dict[str, np.ndarray]
-STRATEGIES = ("fedavg", "fedavgm[:momentum[:server_lr]]", "fedadam", "fednova",
-              "scaffold[:server_lr]", "median", "trimmed-mean[:beta]")
 
 
 class StrategyError(ValueError):
@@ -216,19 +215,35 @@ class UpdateList:
 
 # ---- strategies ------------------------------------------------------------------------
 
+REGISTRY: dict[str, type[Strategy]] = {}  # command-line name -> class, in definition order
+
+
+def registered(cls: type[Strategy]) -> type[Strategy]:
+    """Make a strategy class reachable by its name (``--strategy``, the pipeline parameter)."""
+    REGISTRY[cls.usage.partition("[")[0]] = cls
+    return cls
+
+
 class Strategy(ABC):
     """Turns one round's updates plus the current global model into the next one.
+
+    A new strategy is one ``@registered`` subclass: its ``usage`` (name and optional numeric
+    parameters, ``fedavgm[:momentum[:server_lr]]``), ``params`` (those parameters' keyword
+    names, in order), and ``aggregate``; the hooks below have FedAvg's defaults. Flags:
+    ``keeps_all_updates`` (the round keeps every update, O(N x model), instead of one running
+    sum) and ``needs_current`` (False: the current model may be released before aggregating).
 
     The coordinator calls, in order: ``bind`` once; ``initial_model`` on the adopted init;
     per round ``new_round``, then per update ``check_update`` (before anything is folded: a
     refusal leaves the round as it was) and ``fold``, then ``aggregate_into``; ``state`` and
     ``load_state`` around checkpoints."""
 
-    name: str
-    keeps_all_updates = False
-
-    needs_current = True  # False: the current model may be released before aggregating
-    accumulator_type = RunningWeightedSum  # reused from round to round
+    name: str  # the instance's canonical spec, as checkpoints and reports show it
+    usage: ClassVar[str]
+    params: ClassVar[tuple[str, ...]] = ()
+    keeps_all_updates: ClassVar[bool] = False
+    needs_current: ClassVar[bool] = True
+    accumulator_type: ClassVar[type[RunningWeightedSum]] = RunningWeightedSum  # reused
 
     def bind(self, num_clients: int) -> None:
         """Learn the run's number of clients (strategies that scale by participation)."""
@@ -277,8 +292,11 @@ class Strategy(ABC):
             raise StrategyError(f"strategy {self.name} has no state, got {sorted(state)}")
 
 
+@registered
 class FedAvg(Strategy):
-    name = "fedavg"
+    """Sample-weighted average of the updates (McMahan et al. 2017)."""
+
+    name = usage = "fedavg"
     needs_current = False
 
     def aggregate(self, accumulator: RunningWeightedSum, current: Tensors | None,
@@ -290,41 +308,12 @@ class FedAvg(Strategy):
         accumulator.average_into(out)
 
 
-class FedAdam(Strategy):
-    name = "fedadam"
-
-    def __init__(self, params: AdamParams = AdamParams()) -> None:
-        self.params = params
-        self._m: Tensors | None = None
-        self._v: Tensors | None = None
-
-    def aggregate(self, accumulator: RunningWeightedSum, current: Tensors,
-                  server_round: int) -> Tensors:
-        names = sorted(current)
-        averaged = accumulator.average(_dtypes(current))
-        new, m, v = fedadam_step(
-            [current[n] for n in names], [averaged[n] for n in names],
-            None if self._m is None else [self._m[n] for n in names],
-            None if self._v is None else [self._v[n] for n in names],
-            server_round, self.params)
-        self._m, self._v = dict(zip(names, m, strict=True)), dict(zip(names, v, strict=True))
-        return dict(zip(names, new, strict=True))
-
-    def state(self) -> Tensors:
-        if self._m is None or self._v is None:
-            return {}
-        return {**{f"m/{k}": a for k, a in self._m.items()},
-                **{f"v/{k}": a for k, a in self._v.items()}}
-
-    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
-        if state:
-            self._m = {k[2:]: a for k, a in state.items() if k.startswith("m/")}
-            self._v = {k[2:]: a for k, a in state.items() if k.startswith("v/")}
-
-
+@registered
 class FedAvgM(Strategy):
     """FedAvg with server momentum: the averaged update, smoothed over rounds, so that one
     round's skewed participants pull the model less far off course."""
+
+    usage, params = "fedavgm[:momentum[:server_lr]]", ("momentum", "server_lr")
 
     def __init__(self, momentum: float = 0.9, server_lr: float = 1.0) -> None:
         if not 0 <= momentum < 1:
@@ -355,13 +344,49 @@ class FedAvgM(Strategy):
             self._velocity = {k.removeprefix("velocity/"): a for k, a in state.items()}
 
 
+@registered
+class FedAdam(Strategy):
+    """Server-side Adam on the averaged pseudo-gradient (Reddi et al. 2021)."""
+
+    name = usage = "fedadam"
+
+    def __init__(self, params: AdamParams = AdamParams()) -> None:
+        self.params = params
+        self._m: Tensors | None = None
+        self._v: Tensors | None = None
+
+    def aggregate(self, accumulator: RunningWeightedSum, current: Tensors,
+                  server_round: int) -> Tensors:
+        names = sorted(current)
+        averaged = accumulator.average(_dtypes(current))
+        new, m, v = fedadam_step(
+            [current[n] for n in names], [averaged[n] for n in names],
+            None if self._m is None else [self._m[n] for n in names],
+            None if self._v is None else [self._v[n] for n in names],
+            server_round, self.params)
+        self._m, self._v = dict(zip(names, m, strict=True)), dict(zip(names, v, strict=True))
+        return dict(zip(names, new, strict=True))
+
+    def state(self) -> Tensors:
+        if self._m is None or self._v is None:
+            return {}
+        return {**{f"m/{k}": a for k, a in self._m.items()},
+                **{f"v/{k}": a for k, a in self._v.items()}}
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        if state:
+            self._m = {k[2:]: a for k, a in state.items() if k.startswith("m/")}
+            self._v = {k[2:]: a for k, a in state.items() if k.startswith("v/")}
+
+
+@registered
 class FedNova(Strategy):
     """FedNova (Wang et al. 2020): each update counts by its displacement per local step, so
     a large site that ran ten times the steps of a small one (``local_epochs`` over more
     data) does not pull the model ten times as far. Needs each update's ``local_steps`` (and
     ``momentum``) metadata; with equal steps everywhere it is FedAvg."""
 
-    name = "fednova"
+    name = usage = "fednova"
     accumulator_type = NormalizedSum
 
     def check_update(self, meta: wire.UpdateMeta, layout: wire.Layout) -> None:
@@ -389,12 +414,15 @@ class FedNova(Strategy):
                 for name, x in current.items()}
 
 
+@registered
 class Scaffold(Strategy):
     """SCAFFOLD (Karimireddy et al. 2020, option II, as NVIDIA FLARE ships it): the server
     keeps a control variate c, served beside the model as ``control/<name>`` tensors; each
     client corrects its local gradients by c - c_i and returns its new weights plus the
     change of its own c_i under the same names. Both are averaged by examples; c moves by
     that average times the share of clients that took part."""
+
+    usage, params = "scaffold[:server_lr]", ("server_lr",)
 
     def __init__(self, server_lr: float = 1.0) -> None:
         if not 0 < server_lr <= 10:
@@ -432,8 +460,11 @@ class Scaffold(Strategy):
         return out
 
 
+@registered
 class Median(Strategy):
-    name = "median"
+    """Coordinate-wise median, unweighted (robust to a minority of outliers)."""
+
+    name = usage = "median"
     keeps_all_updates = True
 
     def aggregate(self, accumulator: UpdateList, current: Tensors, server_round: int) -> Tensors:
@@ -442,7 +473,11 @@ class Median(Strategy):
         return _cast_like(dict(zip(names, med, strict=True)), current)
 
 
+@registered
 class TrimmedMean(Strategy):
+    """Coordinate-wise mean after cutting the ``beta`` fraction at each end."""
+
+    usage, params = "trimmed-mean[:beta]", ("beta",)
     keeps_all_updates = True
 
     def __init__(self, beta: float = 0.1) -> None:
@@ -467,30 +502,20 @@ def _cast_like(tensors: Tensors, model: Tensors) -> Tensors:
 
 
 def parse_strategy(spec: str) -> Strategy:
-    """``fedavg``, ``fedavgm[:momentum[:server_lr]]`` (default 0.9, 1), ``fedadam``,
-    ``fednova``, ``scaffold[:server_lr]`` (default 1), ``median`` or ``trimmed-mean[:beta]``
-    (default beta 0.1)."""
-    name, _, arg = spec.strip().lower().partition(":")
-    if name == "trimmed-mean":
-        try:
-            return TrimmedMean(float(arg) if arg else 0.1)
-        except ValueError as exc:
-            raise StrategyError(f"bad trimmed-mean beta {arg!r}: {exc}") from None
-    if name == "fedavgm":
-        momentum, _, server_lr = arg.partition(":")
-        try:
-            return FedAvgM(float(momentum) if momentum else 0.9,
-                           float(server_lr) if server_lr else 1.0)
-        except ValueError as exc:
-            raise StrategyError(f"bad fedavgm momentum or server learning rate {arg!r}: "
-                                f"{exc}") from None
-    if name == "scaffold" and arg:
-        try:
-            return Scaffold(float(arg))
-        except ValueError as exc:
-            raise StrategyError(f"bad scaffold server learning rate {arg!r}: {exc}") from None
-    known = {"fedavg": FedAvg, "fedadam": FedAdam, "fednova": FedNova, "scaffold": Scaffold,
-             "median": Median}
-    if name not in known or arg:
+    """A strategy from its spec: a registered name, then up to ``params`` numbers after colons
+    (``fedavgm:0.5:0.5``; an empty one keeps its default, ``fedavgm::0.5``)."""
+    name, *args = spec.strip().lower().split(":")
+    cls = REGISTRY.get(name)
+    if cls is None or len(args) > len(cls.params):
         raise StrategyError(f"unknown strategy {spec!r}; accepted: {', '.join(STRATEGIES)}")
-    return known[name]()
+    values = {}
+    for param, arg in zip(cls.params, args, strict=False):
+        if arg:
+            try:
+                values[param] = float(arg)
+            except ValueError:
+                raise StrategyError(f"bad {name} {param} {arg!r}: not a number") from None
+    return cls(**values)
+
+
+STRATEGIES = tuple(cls.usage for cls in REGISTRY.values())  # for help texts and errors

@@ -18,7 +18,7 @@ BAD = [
     ("rounds=0", "rounds must be at least 1, got 0"),
     ("min_clients=9", "min_clients must be 0 (all clients) or in 1..num_clients=5, got 9"),
     ("strategy=fedsgd", "accepted: fedavg, fedavgm[:momentum[:server_lr]], fedadam, "
-                        "median, trimmed-mean[:beta]"),
+                        "fednova, scaffold[:server_lr], median, trimmed-mean[:beta]"),
     ("strategy=trimmed-mean:0.7", "trimmed-mean beta must be in [0, 0.5)"),
     ("dataset=mnist", "dataset 'mnist' is not accepted; accepted: breast_cancer, npz"),
     ("partition=dirichlet:-1", "partition:"),

@@ -254,3 +254,26 @@ def test_cross_check_fedavgm_with_flower_over_three_rounds():
     _cross_check_with_flower_over_three_rounds(
         FlowerFedAvgM, parse_strategy("fedavgm:0.9"), seed=1, server_momentum=0.9,
         server_learning_rate=1.0)
+
+
+def test_the_accepted_names_come_from_the_registry():
+    """A registered class is all it takes: its usage is listed and its name parses."""
+    from server_component.strategies import REGISTRY, STRATEGIES
+
+    assert STRATEGIES == tuple(cls.usage for cls in REGISTRY.values())
+    for name, cls in REGISTRY.items():
+        assert isinstance(parse_strategy(name), cls)
+        assert cls.__doc__, f"strategy {name} says what it does"
+
+
+@pytest.mark.parametrize("spec, expected", [("fedavgm::0.5", "fedavgm:0.9:0.5"),
+                                            ("scaffold:0.5", "scaffold:0.5"),
+                                            ("scaffold", "scaffold"), ("fednova", "fednova")])
+def test_empty_parameters_keep_their_defaults(spec, expected):
+    assert parse_strategy(spec).name == expected
+
+
+@pytest.mark.parametrize("spec", ["fednova:1", "scaffold:0", "scaffold:x", "scaffold:1:2"])
+def test_bad_new_strategy_specs_are_refused(spec):
+    with pytest.raises(StrategyError):
+        parse_strategy(spec)
