@@ -268,12 +268,15 @@ def test_the_accepted_names_come_from_the_registry():
 
 @pytest.mark.parametrize("spec, expected", [("fedavgm::0.5", "fedavgm:0.9:0.5"),
                                             ("scaffold:0.5", "scaffold:0.5"),
-                                            ("scaffold", "scaffold"), ("fednova", "fednova")])
+                                            ("scaffold", "scaffold"), ("fednova", "fednova"),
+                                            ("fednova:1", "fednova"),
+                                            ("fednova:inf", "fednova:inf")])
 def test_empty_parameters_keep_their_defaults(spec, expected):
     assert parse_strategy(spec).name == expected
 
 
-@pytest.mark.parametrize("spec", ["fednova:1", "scaffold:0", "scaffold:x", "scaffold:1:2"])
+@pytest.mark.parametrize("spec", ["fednova:0.5", "fednova:nan", "fednova:1:2",
+                                  "scaffold:0", "scaffold:x", "scaffold:1:2"])
 def test_bad_new_strategy_specs_are_refused(spec):
     with pytest.raises(StrategyError):
         parse_strategy(spec)
