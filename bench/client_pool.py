@@ -2,7 +2,7 @@
 
 A sweep runs dozens of federated trainings; starting every client as a fresh process would
 spend most of its time importing TensorFlow. Each worker here is a real, separate process
-running the project's client (``client_component.federated_client.run_client``) against a
+running the project's client (``client_component.run.run_client``) against a
 real aggregator over loopback HTTP, one run after another. Every client of a run gets its own
 worker, since a client blocks until the others have reported.
 """
@@ -25,12 +25,12 @@ class ClientRunFailed(RuntimeError):
 
 
 def _serve(index: int, inbox: mp.Queue, outbox: mp.Queue) -> None:
-    from client_component.federated_client import ClientConfig, run_client
-    from client_component.model_config import ModelConfig
+    from client_component.run import run_client
+    from client_component.settings import ClientConfig
 
     for job in iter(inbox.get, None):
         try:
-            config = ClientConfig(**job["client"], model=ModelConfig(**job["model"]))
+            config = ClientConfig(**job)
             outbox.put((index, "ok", run_client(config)))
         except Exception:  # reported to the parent, which fails the run with it
             outbox.put((index, "error", traceback.format_exc()))

@@ -43,21 +43,19 @@ def parse_list(text: str, kind=float) -> list:
 
 def client_jobs(args: argparse.Namespace, url: str, clients: int, alpha: float, seed: int,
                 strategy: str) -> list[dict]:
-    """One ClientConfig (as a dict) per site, with the bench's training settings."""
+    """One ClientConfig (as keyword arguments) per site, with the bench's training settings."""
     from bench.quality import dataset_kwargs
 
     mu = args.mu if strategy == "fedprox" else 0.0
-    return [{"client": {"server": url, "client_id": cid, "num_clients": clients,
-                        "rounds": args.rounds, **dataset_kwargs(args.data),
-                        "partition": f"dirichlet:{alpha:g}", "seed": seed,
-                        "local_epochs": args.local_epochs, "local_steps": args.local_steps,
-                        "batch_size": args.batch_size,
-                        "fedprox_mu": mu, "class_weights": args.class_weights,
-                        "logit_adjustment": args.logit_adjustment,
-                        "update_dtype": args.update_dtype, "connect_timeout_s": 60.0,
-                        "fresh_optimizer": args.fresh_optimizer},
-             "model": {"width": args.width, "depth": args.depth, "norm": args.norm,
-                       "optimizer": args.optimizer, "learning_rate": args.learning_rate}}
+    return [{"server": url, "client_id": cid, "num_clients": clients, "rounds": args.rounds,
+             **dataset_kwargs(args.data), "partition": f"dirichlet:{alpha:g}", "seed": seed,
+             "local_epochs": args.local_epochs, "local_steps": args.local_steps,
+             "batch_size": args.batch_size, "fedprox_mu": mu,
+             "class_weights": args.class_weights, "logit_adjustment": args.logit_adjustment,
+             "update_dtype": args.update_dtype, "connect_timeout_s": 60.0,
+             "fresh_optimizer": args.fresh_optimizer, "model_width": args.width,
+             "model_depth": args.depth, "norm": args.norm, "optimizer": args.optimizer,
+             "learning_rate": args.learning_rate}
             for cid in range(clients)]
 
 

@@ -18,7 +18,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 import requests
 
-from client_component.model_config import ModelConfig
+from client_component.settings import ClientConfig
 from client_component.transport import AggregatorClient, AggregatorError
 from contract import wire
 from contract.messages import Phase
@@ -49,45 +49,6 @@ class Learner(Protocol):
 
 
 @dataclass(frozen=True)
-class ClientConfig:
-    server: str
-    client_id: int
-    num_clients: int
-    rounds: int
-    dataset: str = "breast_cancer"
-    data_uri: str = ""
-    data_sha256: str = ""
-    label_column: str = ""
-    image_size: int = 28
-    channels: int = 1
-    partition: str = "iid"
-    seed: int = 0
-    local_epochs: int = 1
-    local_steps: int = 0  # > 0: this many local batches per round instead of local_epochs
-    fresh_optimizer: bool = False
-    batch_size: int = 32
-    model: ModelConfig = field(default_factory=ModelConfig)
-    fedprox_mu: float = 0.0
-    class_weights: str = "none"
-    logit_adjustment: str = "prior"  # train on logits + log(local prior); "none" to turn off
-    update_dtype: str = "float32"  # or "float16": half the upload, averaged in float64
-    token: str | None = None
-    connect_timeout_s: float = 600.0
-
-    def report_settings(self) -> dict:
-        """How this client trains, for the run report (no token, no data location)."""
-        model = self.model
-        return {"dataset": self.dataset, "partition": self.partition, "seed": self.seed,
-                "local_epochs": self.local_epochs, "local_steps": self.local_steps,
-                "batch_size": self.batch_size,
-                "model": model.architecture, "model_width": model.width, "model_depth": model.depth,
-                "norm": model.norm, "optimizer": model.optimizer,
-                "learning_rate": model.learning_rate, "fedprox_mu": self.fedprox_mu,
-                "class_weights": self.class_weights,
-                "logit_adjustment": self.logit_adjustment, "update_dtype": self.update_dtype}
-
-
-@dataclass(frozen=True)
 class PostedUpdate:
     """The last update sent, kept to re-send if a restarted aggregator lost it."""
 
@@ -102,14 +63,6 @@ class OutOfStep(RuntimeError):
 
 class UnsupportedStrategy(RuntimeError):
     """The aggregator's strategy needs something this learner cannot do."""
-
-
-def run_client(config: ClientConfig) -> dict[str, float]:
-    """Load this client's data, build the Keras model, and take part in every round."""
-    from client_component.keras_learner import KerasLearner
-
-    learner = KerasLearner.from_config(config)
-    return federate(learner, AggregatorClient(config.server, config.token), config)
 
 
 def federate(learner: Learner, aggregator: AggregatorClient, config: ClientConfig

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import keras
 import numpy as np
@@ -33,23 +33,38 @@ from client_component.feeding import image_dataset, predict
 from client_component.label_prior import local_prior, prior_adjusted_loss
 from client_component.local_data import LocalData, client_shard
 from client_component.model import build_model
+from client_component.model_config import ModelConfig
+from client_component.settings import ClientConfig
 from contract import wire
+from contract.settings import settings_of
 
 log = logging.getLogger("client_component")
 
 
+_DEFAULTS = {s.name: s.default for s in settings_of(ClientConfig)}
+
+
 @dataclass
 class TrainingConfig:
-    local_epochs: int = 1
-    batch_size: int = 32
-    fedprox_mu: float = 0.0
-    class_weights: str = "none"  # "balanced": inverse class frequency of the local data
-    seed: int = 0
-    logit_adjustment: str = "prior"  # or "none": plain cross-entropy
+    """The local-training settings of ``ClientConfig`` (same names and defaults), with the
+    seed this site shuffles with."""
+
+    local_epochs: int = _DEFAULTS["local_epochs"]
+    batch_size: int = _DEFAULTS["batch_size"]
+    fedprox_mu: float = _DEFAULTS["fedprox_mu"]
+    class_weights: str = _DEFAULTS["class_weights"]  # "balanced": inverse class frequency
+    seed: int = _DEFAULTS["seed"]
+    logit_adjustment: str = _DEFAULTS["logit_adjustment"]  # "prior", or "none": plain BCE
     # > 0: exactly this many local batches per round (cycling through the data), instead of
     # local_epochs: sites of very different sizes then take the same number of steps.
-    local_steps: int = 0
-    fresh_optimizer: bool = False  # zero the optimizer's state (momentum, Adam moments) per round
+    local_steps: int = _DEFAULTS["local_steps"]
+    fresh_optimizer: bool = _DEFAULTS["fresh_optimizer"]  # zero momentum/moments per round
+
+    @classmethod
+    def of(cls, config: ClientConfig) -> TrainingConfig:
+        """This site's training: the client's settings, shuffled by its own seed."""
+        same = {f.name: getattr(config, f.name) for f in fields(cls)}
+        return cls(**{**same, "seed": config.seed + config.client_id})
 
 
 @dataclass
@@ -69,23 +84,20 @@ class KerasLearner:
             self.model.compile(optimizer=self.model.optimizer, loss=self._adjusted_loss())
 
     @classmethod
-    def from_config(cls, config) -> KerasLearner:
-        dataset = load_dataset(config.dataset, config.data_uri, config.seed,
+    def from_config(cls, config: ClientConfig) -> KerasLearner:
+        """This client's shard of its dataset and the model built for it."""
+        dataset = load_dataset(config.dataset, config.site_data_uri, config.seed,
                                label_column=config.label_column, image_size=config.image_size,
                                channels=config.channels, sha256=config.data_sha256)
         data = client_shard(dataset, config.client_id, config.num_clients, config.partition,
                             config.seed)
         log.info("client=%d train=%d val=%d test=%d", config.client_id, len(data.y_train),
                  len(data.y_val), len(data.y_test))
-        model = build_model(data.input_shape, data.num_classes, data.kind, config.model,
-                            seed=config.seed)
+        model = build_model(data.input_shape, data.num_classes, data.kind,
+                            ModelConfig.of(config), seed=config.seed)
         log.info("client=%d model=%s parameters=%d", config.client_id, model.name,
                  model.count_params())
-        training = TrainingConfig(config.local_epochs, config.batch_size, config.fedprox_mu,
-                                  config.class_weights, config.seed + config.client_id,
-                                  config.logit_adjustment, config.local_steps,
-                                  config.fresh_optimizer)
-        return cls(model, data, training)
+        return cls(model, data, TrainingConfig.of(config))
 
     @property
     def architecture(self) -> str:

@@ -1,37 +1,48 @@
-"""Model and optimizer choices, validated without importing TensorFlow (so a bad flag fails
-fast)."""
+"""The model builder's view of the client settings: architecture, size, normalisation and
+optimizer, with the defaults and checks of ``client_component.settings`` (so that they cannot
+drift), validated without importing TensorFlow."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-ARCHITECTURES = ("auto", "mlp", "conv1d", "cnn", "keras:<Application>")
-NORMS = ("none", "group")
-OPTIMIZERS = ("auto", "adam", "sgd")
-LOGIT_ADJUSTMENTS = ("none", "prior")  # client_component.label_prior
+from client_component.settings import (  # noqa: F401 (re-exported for the model builder)
+    ARCHITECTURES,
+    LOGIT_ADJUSTMENTS,
+    NORMS,
+    OPTIMIZERS,
+    ClientConfig,
+)
+from contract.settings import SettingsError, problems, settings_of
+
+_DEFAULTS = {s.name: s.default for s in settings_of(ClientConfig)}
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(SettingsError):
     """An unknown architecture, norm or optimizer; the message lists the accepted ones."""
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    architecture: str = "auto"
-    width: int = 32
-    depth: int = 2
-    norm: str = "group"  # GroupNormalization: no running statistics to average; or "none"
-    optimizer: str = "auto"  # SGD with momentum for images, Adam for tables
-    learning_rate: float = 0.01
+    """What ``client_component.model.build_model`` needs to know."""
+
+    architecture: str = _DEFAULTS["model"]
+    width: int = _DEFAULTS["model_width"]
+    depth: int = _DEFAULTS["model_depth"]
+    norm: str = _DEFAULTS["norm"]
+    optimizer: str = _DEFAULTS["optimizer"]
+    learning_rate: float = _DEFAULTS["learning_rate"]
+
+    @classmethod
+    def of(cls, config: ClientConfig) -> ModelConfig:
+        return cls(config.model, config.model_width, config.model_depth, config.norm,
+                   config.optimizer, config.learning_rate)
 
     def validate(self) -> None:
-        arch = self.architecture
-        if arch not in ARCHITECTURES[:-1] and not (arch.startswith("keras:") and arch[6:]):
-            raise ModelConfigError(f"unknown model {arch!r}; accepted: {', '.join(ARCHITECTURES)}")
-        if self.norm not in NORMS:
-            raise ModelConfigError(f"unknown norm {self.norm!r}; accepted: {', '.join(NORMS)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ModelConfigError(f"unknown optimizer {self.optimizer!r}; accepted: "
-                                   f"{', '.join(OPTIMIZERS)}")
-        if self.width < 1 or self.depth < 1:
-            raise ModelConfigError("width and depth must be at least 1")
+        """ModelConfigError naming every refused choice, as the client settings check them."""
+        found = problems(ClientConfig, {
+            "model": self.architecture, "model_width": self.width, "model_depth": self.depth,
+            "norm": self.norm, "optimizer": self.optimizer,
+            "learning_rate": self.learning_rate})
+        if found:
+            raise ModelConfigError(found)

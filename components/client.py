@@ -3,7 +3,9 @@
 from kfp import dsl
 from kfp.dsl import Input, Model, Output
 
+from client_component.settings import ClientConfig
 from components.embedding import runtime_component
+from components.from_settings import settings_function
 from components.runtime import CLIENT_PACKAGES, PYTHON_IMAGE, TENSORFLOW_IMAGE
 
 
@@ -18,55 +20,12 @@ def client_ids(num_clients: int) -> list[int]:
     return list(range(num_clients))
 
 
-@runtime_component(["client_component", "contract"], base_image=TENSORFLOW_IMAGE,
-                   packages_to_install=CLIENT_PACKAGES)
-def client(
-    server_url: str,
-    token: str,
-    client_id: int,
-    num_clients: int,
-    rounds: int,
-    dataset: str,
-    data_uri: str,
-    data_sha256: str,
-    label_column: str,
-    image_size: int,
-    partition: str,
-    seed: int,
-    model: str,
-    model_width: int,
-    model_depth: int,
-    norm: str,
-    local_epochs: int,
-    local_steps: int,
-    batch_size: int,
-    learning_rate: float,
-    fedprox_mu: float,
-    class_weights: str,
-    logit_adjustment: str,
-    optimizer: str,
-    update_dtype: str,
-):
-    """Train on this client's data for every round, exchanging weights with the aggregator."""
-    import os
-
-    from client_component.cli import main
-
-    os.environ["FL_TOKEN"] = token  # env, not argv: argv shows in process listings
-    exit_code = main([
-        "--server", server_url, "--client-id", str(client_id),
-        "--num-clients", str(num_clients), "--rounds", str(rounds), "--dataset", dataset,
-        "--data-uri", data_uri, "--data-sha256", data_sha256, "--label-column", label_column,
-        "--image-size", str(image_size), "--partition", partition, "--seed", str(seed),
-        "--model", model, "--width", str(model_width), "--depth", str(model_depth),
-        "--norm", norm, "--local-epochs", str(local_epochs), "--local-steps", str(local_steps),
-        "--batch-size", str(batch_size), "--learning-rate", str(learning_rate),
-        "--fedprox-mu", str(fedprox_mu), "--class-weights", class_weights,
-        "--logit-adjustment", logit_adjustment, "--optimizer", optimizer,
-        "--update-dtype", update_dtype,
-    ])
-    if exit_code:
-        raise SystemExit(exit_code)
+# One input per client setting (client_component.settings.ClientConfig).
+client = runtime_component(["client_component", "contract"], base_image=TENSORFLOW_IMAGE,
+                           packages_to_install=CLIENT_PACKAGES)(settings_function(
+    "client", ClientConfig, "client_component.run:run_client_task",
+    doc="Train on this client's data for every round, exchanging weights with the "
+        "aggregator."))
 
 
 @runtime_component(["client_component", "contract"], base_image=TENSORFLOW_IMAGE,

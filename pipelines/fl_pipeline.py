@@ -11,13 +11,17 @@
 """
 
 
+import inspect
 import os
 
 from kfp import dsl, kubernetes
+from kfp.dsl.pipeline_channel import PipelineParameterChannel
 
+from client_component.settings import ClientConfig
 from components.aggregator import aggregator
 from components.client import client, client_ids, export_model
 from components.service import create_checkpoint_volume, create_service, delete_service
+from pipelines.parameters import component_arguments, pipeline_parameters
 from pipelines.platform_spec import ExecutorNeeds
 from server_component.k8s_objects import (
     AGGREGATOR_ROLE,
@@ -27,8 +31,11 @@ from server_component.k8s_objects import (
     RUN_ID_ENV,
     RUN_ID_LABEL,
 )
+from server_component.settings import AggregatorConfig
 
 PIPELINE_NAME = "fl-on-kubeflow"
+DESCRIPTION = ("Federated learning (FedAvg) for medical data: an HTTP aggregator and N Keras "
+               "clients behind a per-run Kubernetes Service.")
 DEFAULT_NUM_CLIENTS = 5
 CLIENT_RETRIES = 2
 AGGREGATOR_RETRIES = 2
@@ -68,86 +75,55 @@ def _with_run_identity(task: dsl.PipelineTask) -> dsl.PipelineTask:
     return task.set_caching_options(False)
 
 
-def _client_task(settings: dict) -> dsl.PipelineTask:
-    worker = _with_run_identity(client(**settings)).set_display_name("client")
+def _client_task(arguments: dict) -> dsl.PipelineTask:
+    worker = _with_run_identity(client(**arguments)).set_display_name("client")
     worker.set_retry(CLIENT_RETRIES, "10s")
     worker.set_cpu_request("1").set_memory_request("2Gi")
     kubernetes.add_pod_label(worker, ROLE_LABEL, CLIENT_ROLE)
     return worker
 
 
+def _federated_run(p: dict[str, PipelineParameterChannel]) -> None:
+    """The graph, over the pipeline parameters ``p`` (by name)."""
+    teardown = _with_run_identity(delete_service())
+    with dsl.ExitHandler(teardown, name="federated-run"):
+        service = _with_run_identity(create_service(port=p["aggregator_port"]))
+        volume = _with_run_identity(create_checkpoint_volume(size=p["checkpoint_size"]))
+        server = _with_run_identity(aggregator(**component_arguments(
+            AggregatorConfig, p, token=service.outputs["token"],
+            checkpoint_dir=CHECKPOINT_MOUNT)))
+        server.set_retry(AGGREGATOR_RETRIES, "5s")
+        server.set_cpu_request("500m").set_memory_request("1Gi")
+        kubernetes.add_pod_label(server, ROLE_LABEL, AGGREGATOR_ROLE)
+        kubernetes.mount_pvc(server, pvc_name=volume.output, mount_path=CHECKPOINT_MOUNT)
+        exported = _with_run_identity(export_model(final_model=server.outputs["final_model"]))
+        exported.set_display_name("export-model").set_memory_request("2Gi")
+        ids = client_ids(num_clients=p["num_clients"]).set_caching_options(False)
+        with dsl.ParallelFor(ids.output, parallelism=0) as client_id:
+            arguments = component_arguments(
+                ClientConfig, p, server=service.outputs["url"], token=service.outputs["token"],
+                client_id=client_id)
+            # A data volume is optional, and mounting an empty claim name would fail.
+            with dsl.If(p["data_pvc"] != "", name="with-data-volume"):
+                worker = _client_task(arguments)
+                kubernetes.mount_pvc(worker, pvc_name=p["data_pvc"], mount_path=DATA_MOUNT)
+            with dsl.Else(name="without-data-volume"):
+                _client_task(arguments)
+
+
 def build_pipeline(num_clients_default: int = DEFAULT_NUM_CLIENTS):
-    """The pipeline function with ``num_clients`` defaulting to ``num_clients_default``."""
+    """The pipeline with ``num_clients`` defaulting to ``num_clients_default``; its
+    parameters are the settings of ``pipelines.parameters.PIPELINE_SETTINGS``."""
+    parameters = pipeline_parameters(num_clients_default)
 
-    @dsl.pipeline(
-        name=PIPELINE_NAME,
-        description="Federated learning (FedAvg) for medical data: an HTTP aggregator and "
-        "N Keras clients behind a per-run Kubernetes Service.",
-    )
-    def federated_learning(
-        num_clients: int = num_clients_default,
-        rounds: int = 5,
-        local_epochs: int = 1,
-        local_steps: int = 0,
-        batch_size: int = 32,
-        learning_rate: float = 0.01,
-        dataset: str = "breast_cancer",
-        data_uri: str = "",
-        data_pvc: str = "",
-        data_sha256: str = "",
-        label_column: str = "",
-        image_size: int = 28,
-        partition: str = "iid",
-        seed: int = 0,
-        model: str = "auto",
-        model_width: int = 32,
-        model_depth: int = 2,
-        norm: str = "group",
-        fedprox_mu: float = 0.0,
-        class_weights: str = "none",
-        logit_adjustment: str = "prior",
-        optimizer: str = "auto",
-        update_dtype: str = "float32",
-        aggregator_port: int = 8080,
-        strategy: str = "fedavg",
-        min_clients: int = 0,
-        round_timeout: float = 0.0,
-        checkpoint_size: str = "1Gi",
-    ):
-        teardown = _with_run_identity(delete_service())
-        with dsl.ExitHandler(teardown, name="federated-run"):
-            service = _with_run_identity(create_service(port=aggregator_port))
-            volume = _with_run_identity(create_checkpoint_volume(size=checkpoint_size))
-            server = _with_run_identity(aggregator(
-                token=service.outputs["token"], num_clients=num_clients, rounds=rounds,
-                port=aggregator_port, strategy=strategy, min_clients=min_clients,
-                round_timeout=round_timeout, checkpoint_dir=CHECKPOINT_MOUNT,
-            ))
-            server.set_retry(AGGREGATOR_RETRIES, "5s")
-            server.set_cpu_request("500m").set_memory_request("1Gi")
-            kubernetes.add_pod_label(server, ROLE_LABEL, AGGREGATOR_ROLE)
-            kubernetes.mount_pvc(server, pvc_name=volume.output, mount_path=CHECKPOINT_MOUNT)
-            exported = _with_run_identity(export_model(final_model=server.outputs["final_model"]))
-            exported.set_display_name("export-model").set_memory_request("2Gi")
-            ids = client_ids(num_clients=num_clients).set_caching_options(False)
-            with dsl.ParallelFor(ids.output, parallelism=0) as client_id:
-                settings = dict(
-                    server_url=service.outputs["url"], token=service.outputs["token"],
-                    client_id=client_id, num_clients=num_clients, rounds=rounds,
-                    dataset=dataset, data_uri=data_uri, data_sha256=data_sha256,
-                    label_column=label_column, image_size=image_size, partition=partition,
-                    seed=seed, model=model, model_width=model_width, model_depth=model_depth,
-                    norm=norm, local_epochs=local_epochs, local_steps=local_steps,
-                    batch_size=batch_size,
-                    learning_rate=learning_rate, fedprox_mu=fedprox_mu,
-                    class_weights=class_weights, logit_adjustment=logit_adjustment,
-                    optimizer=optimizer, update_dtype=update_dtype,
-                )
-                # A data volume is optional, and mounting an empty claim name would fail.
-                with dsl.If(data_pvc != "", name="with-data-volume"):
-                    worker = _client_task(settings)
-                    kubernetes.mount_pvc(worker, pvc_name=data_pvc, mount_path=DATA_MOUNT)
-                with dsl.Else(name="without-data-volume"):
-                    _client_task(settings)
+    def federated_learning(*channels: PipelineParameterChannel) -> None:
+        _federated_run({p.name: channel for p, channel in zip(parameters, channels,
+                                                               strict=True)})
 
-    return federated_learning
+    # KFP reads the parameters off the signature and their descriptions off the docstring.
+    federated_learning.__signature__ = inspect.Signature([
+        inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.default,
+                          annotation=p.type) for p in parameters])
+    federated_learning.__doc__ = "\n".join(
+        [DESCRIPTION, "", "Args:", *(f"    {p.name}: {p.help}" for p in parameters)])
+    return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(federated_learning)

@@ -1,12 +1,76 @@
-"""Pipeline parameters as the compiled YAML declares them: names, types and defaults."""
+"""Pipeline parameters: derived from the settings classes (``PIPELINE_SETTINGS``) when the
+pipeline is built, and read back from a compiled YAML (names, types, defaults) to check and
+type a run's arguments."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from client_component.settings import ClientConfig
+from contract.settings import Setting, settings_of
+from pipelines.deployment import DeploymentConfig
+from server_component.settings import AggregatorConfig
+
+# Whose settings become pipeline parameters, in the order the parameters are listed.
+PIPELINE_SETTINGS = (AggregatorConfig, ClientConfig, DeploymentConfig)
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """One pipeline parameter and the settings it feeds (``num_clients`` feeds both
+    runtimes'; ``aggregator_port`` is the aggregator's ``port``)."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    settings: tuple[tuple[type, Setting], ...]
+
+
+def pipeline_parameters(num_clients_default: int) -> list[Parameter]:
+    """Every setting a user sets per run, once each: the runtimes' settings that the
+    pipeline does not wire itself, with their defaults (``num_clients``: the compile-time
+    one)."""
+    found: dict[str, Parameter] = {}
+    for cls in PIPELINE_SETTINGS:
+        for item in settings_of(cls):
+            if item.spec.wired:
+                continue
+            default = (num_clients_default if item.parameter == "num_clients"
+                       else item.parameter_default)
+            known = found.get(item.parameter)
+            if known is None:
+                found[item.parameter] = Parameter(item.parameter, item.type, default,
+                                                  item.spec.help, ((cls, item),))
+                continue
+            if (known.type, known.default) != (item.type, default):
+                raise TypeError(f"pipeline parameter {item.parameter} means different things "
+                                f"to {cls.__name__} and {known.settings[0][0].__name__}")
+            found[item.parameter] = dataclasses.replace(
+                known, settings=(*known.settings, (cls, item)))
+    return list(found.values())
+
+
+def component_arguments(cls: type, parameters: Mapping[str, Any], **wired: Any
+                        ) -> dict[str, Any]:
+    """The inputs of a component generated from ``cls`` (``components.from_settings``):
+    each setting from its pipeline parameter, the wired ones from ``wired``."""
+    arguments = {}
+    for item in settings_of(cls):
+        if not item.spec.task_input:
+            continue
+        if item.spec.wired:
+            arguments[item.name] = wired.pop(item.name)
+        else:
+            arguments[item.name] = parameters[item.parameter]
+    if wired:
+        raise TypeError(f"{cls.__name__} has no wired settings {sorted(wired)}")
+    return arguments
 
 _CASTS: dict[str, Callable[[Any], Any]] = {
     "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "STRING": str,

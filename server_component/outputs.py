@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from contract.file_names import (  # noqa: F401 (re-exported: the names of --out)
@@ -21,27 +22,51 @@ from contract.file_names import (  # noqa: F401 (re-exported: the names of --out
 from server_component.coordinator import RoundCoordinator
 
 
-def write_outputs(out_dir: str | os.PathLike, coordinator: RoundCoordinator,
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where each output goes: the files of ``--out``, or a pipeline task's artifacts."""
+
+    model_dir: Path  # final weights, the registered architecture and the run summary
+    round_metrics: Path  # CSV: one row per round
+    client_metrics: Path  # CSV: one row per client and round, plus the final evaluation
+    report: Path  # the self-contained HTML report
+    evaluation: Path | None = None  # summed confusion matrix and ROC counts (JSON)
+
+    @classmethod
+    def in_directory(cls, out: str | os.PathLike) -> OutputPaths:
+        """The ``--out`` layout: every file side by side in one directory."""
+        out = Path(out)
+        return cls(out, out / ROUND_METRICS, out / CLIENT_METRICS, out / REPORT,
+                   out / EVALUATION)
+
+    def directories(self) -> list[Path]:
+        files = (self.round_metrics, self.client_metrics, self.report, self.evaluation)
+        return list(dict.fromkeys([self.model_dir, *(f.parent for f in files if f)]))
+
+
+def write_outputs(paths: OutputPaths, coordinator: RoundCoordinator,
                   parameters: Mapping[str, object] | None = None) -> dict:
-    """Write the run's artifacts into ``out_dir``; returns the summary it wrote.
+    """Write the run's outputs where ``paths`` say; returns the summary it wrote.
 
     ``parameters`` are the aggregator's own settings; the report adds the clients' settings
     (sent with their init) to them."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    for directory in paths.directories():
+        directory.mkdir(parents=True, exist_ok=True)
     final = coordinator.final_model()
     if final is not None:
-        _atomic_write(out / FINAL_WEIGHTS, final)
+        _atomic_write(paths.model_dir / FINAL_WEIGHTS, final)
         if coordinator.architecture:
-            _atomic_write(out / MODEL_ARCHITECTURE, coordinator.architecture.encode())
-    for name, table in ((ROUND_METRICS, round_metrics_table(coordinator)),
-                        (CLIENT_METRICS, client_metrics_table(coordinator))):
-        _atomic_write(out / name, table.to_csv(index=False).encode())
+            _atomic_write(paths.model_dir / MODEL_ARCHITECTURE,
+                          coordinator.architecture.encode())
+    for path, table in ((paths.round_metrics, round_metrics_table(coordinator)),
+                        (paths.client_metrics, client_metrics_table(coordinator))):
+        _atomic_write(path, table.to_csv(index=False).encode())
     counts = coordinator.final_counts()
-    if counts is not None:
-        _atomic_write(out / EVALUATION, json.dumps(counts.to_json(), indent=1).encode())
+    if counts is not None and paths.evaluation is not None:
+        _atomic_write(paths.evaluation, json.dumps(counts.to_json(), indent=1).encode())
     summary = build_summary(coordinator)
-    _atomic_write(out / SUMMARY, json.dumps(summary, indent=2, sort_keys=True).encode())
+    _atomic_write(paths.model_dir / SUMMARY,
+                  json.dumps(summary, indent=2, sort_keys=True).encode())
     from server_component.report import ReportData, render_report  # matplotlib: only here
 
     report = ReportData(
@@ -52,7 +77,7 @@ def write_outputs(out_dir: str | os.PathLike, coordinator: RoundCoordinator,
         client_final_metrics=coordinator.final_client_metrics(),
         partitions=coordinator.partitions, counts=counts, totals=summary["totals"],
         error=coordinator.failure)
-    _atomic_write(out / REPORT, render_report(report).encode())
+    _atomic_write(paths.report, render_report(report).encode())
     return summary
 
 

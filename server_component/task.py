@@ -1,90 +1,73 @@
-"""The aggregator as a pipeline task runs it: plain values and artifact paths in, the
-values its artifacts log out (no kfp here: the component logs them)."""
+"""The aggregator as a pipeline task runs it: the component's inputs (one per setting, plus
+its output artifacts) in, each output written straight into its artifact, the artifacts'
+metadata filled from the result in memory. No kfp here: the artifacts are the objects KFP
+hands the component, used through the few attributes below."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import safetensors
 
-from server_component.cli import main
-from server_component.outputs import (
-    CLIENT_METRICS,
-    EVALUATION,
-    FINAL_WEIGHTS,
-    REPORT,
-    ROUND_METRICS,
-    SUMMARY,
-)
+from contract.file_names import FINAL_WEIGHTS
+from contract.settings import SettingsError, from_values
+from server_component.outputs import OutputPaths
+from server_component.run import EXIT_CANNOT_START, AggregatorResult, run_logged
+from server_component.settings import AggregatorConfig
 
 
-@dataclass(frozen=True)
-class AggregatorSettings:
-    num_clients: int
-    rounds: int
-    port: int
-    token: str = ""
-    strategy: str = "fedavg"
-    min_clients: int = 0
-    round_timeout: float = 0.0
-    checkpoint_dir: str = ""
-
-    def argv(self, host: str, out_dir: str) -> list[str]:
-        return ["--host", host, "--port", str(self.port), "--num-clients", str(self.num_clients),
-                "--rounds", str(self.rounds), "--strategy", self.strategy,
-                "--min-clients", str(self.min_clients),
-                "--round-timeout", str(self.round_timeout),
-                "--checkpoint-dir", self.checkpoint_dir, "--out", out_dir]
+class FileArtifact(Protocol):
+    path: str
+    metadata: dict
 
 
-@dataclass(frozen=True)
-class ArtifactPaths:
-    """Where the task's KFP output artifacts go (each artifact's ``.path``)."""
-
-    model_dir: str  # final weights (safetensors) and the run summary
-    round_metrics: str  # CSV: one row per round
-    client_metrics: str  # CSV: one row per client and round, plus the final evaluation
-    report: str  # the self-contained HTML report
+class MetricsArtifact(Protocol):
+    def log_metric(self, name: str, value: float) -> None: ...
 
 
-@dataclass
-class TaskResult:
-    metrics: dict[str, float]  # scalars for the Metrics artifact
-    model_metadata: dict  # for the Model artifact's metadata
-    evaluation: dict | None  # summed confusion matrix and ROC (EvaluationCounts.to_json)
+class ClassificationArtifact(Protocol):
+    def log_confusion_matrix(self, categories: list, matrix: list) -> None: ...
+
+    def log_roc_curve(self, fpr: list, tpr: list, threshold: list) -> None: ...
 
 
-def run_aggregator_task(settings: AggregatorSettings, paths: ArtifactPaths) -> TaskResult:
-    """Serve all rounds, then place each output where its artifact lives.
-
-    Binds ``FL_HOST`` (default 0.0.0.0: the Service routes to the pod IP).
-    """
-    if settings.token:
-        os.environ["FL_TOKEN"] = settings.token  # env, not argv: argv shows in listings
-    out = Path(paths.model_dir)
-    exit_code = main(settings.argv(os.environ.get("FL_HOST", "0.0.0.0"), str(out)))
-    if exit_code:
-        raise SystemExit(exit_code)
-    for name, target in ((ROUND_METRICS, paths.round_metrics),
-                         (CLIENT_METRICS, paths.client_metrics), (REPORT, paths.report)):
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(out / name, target)  # each file once, in the artifact that types it
-    evaluation_file = out / EVALUATION
-    evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.exists() else None
-    evaluation_file.unlink(missing_ok=True)
-    summary = json.loads((out / SUMMARY).read_text())
-    return TaskResult(metrics=_scalars(summary), model_metadata=model_metadata(summary),
-                      evaluation=evaluation)
+# The component's output artifacts, by input name; every other input is a setting.
+ARTIFACTS = ("final_model", "round_metrics", "client_metrics", "metrics", "classification",
+             "report")
 
 
-def _scalars(summary: dict) -> dict[str, float]:
-    return {**{k: float(v) for k, v in summary["totals"].items()},
-            **{k: float(v) for k, v in summary["final_metrics"].items()}}
+def run_aggregator_task(values: Mapping[str, Any]) -> None:
+    """Serve all rounds, write each output into its artifact, log the Metrics and
+    ClassificationMetrics; SystemExit with the run's exit code when it did not succeed."""
+    try:
+        config = from_values(AggregatorConfig,
+                             {k: v for k, v in values.items() if k not in ARTIFACTS})
+    except SettingsError as exc:
+        print(f"error: {exc}")
+        raise SystemExit(EXIT_CANNOT_START) from None
+    outputs = OutputPaths(Path(values["final_model"].path), Path(values["round_metrics"].path),
+                          Path(values["client_metrics"].path), Path(values["report"].path))
+    result = run_logged(config, outputs)
+    if result.exit_code:
+        raise SystemExit(result.exit_code)
+    export(result, values["final_model"], values["metrics"], values["classification"])
+
+
+def export(result: AggregatorResult, model: FileArtifact, metrics: MetricsArtifact,
+           classification: ClassificationArtifact) -> None:
+    """What the KFP UI shows: scalars, the model's metadata, confusion matrix and ROC."""
+    for name, value in result.metrics.items():
+        metrics.log_metric(name, value)
+    model.metadata.update(model_metadata(result.summary))
+    if result.evaluation:
+        matrix = result.evaluation["confusion_matrix"]
+        classification.log_confusion_matrix(matrix["categories"], matrix["matrix"])
+        roc = result.evaluation.get("roc")
+        if roc:
+            classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
 
 
 def model_metadata(summary: dict) -> dict:

@@ -5,8 +5,8 @@ import threading
 import numpy as np
 import pytest
 
-from client_component.federated_client import ClientConfig, run_client
-from client_component.model_config import ModelConfig
+from client_component.run import run_client
+from client_component.settings import ClientConfig
 from client_component.transport import AggregatorClient, AggregatorError, AggregatorUnreachable
 from contract import wire
 from tests.conftest import TOKEN, free_port, small_weights, start_aggregator
@@ -16,7 +16,7 @@ def test_three_clients_train_and_the_global_model_improves():
     agg = start_aggregator(num_clients=3, rounds=3)
     try:
         configs = [ClientConfig(server=agg.url, client_id=cid, num_clients=3, rounds=3,
-                                model=ModelConfig(learning_rate=0.01), token=TOKEN, seed=1)
+                                learning_rate=0.01, token=TOKEN, seed=1)
                    for cid in range(3)]
         results, errors = {}, []
 

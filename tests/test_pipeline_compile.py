@@ -56,8 +56,10 @@ def test_pipeline_parameters_and_runtime_num_clients(compiled):
                            "checkpoint_size", "data_pvc", "data_sha256", "label_column",
                            "image_size", "model", "model_width", "model_depth", "norm",
                            "fedprox_mu", "class_weights", "logit_adjustment", "optimizer",
-                           "local_steps",
-                           "update_dtype"}
+                           "local_steps", "update_dtype",
+                           # client and aggregator settings the UI lacked before "One contract"
+                           "channels", "fresh_optimizer", "connect_timeout_s",
+                           "max_update_mb", "shutdown_grace", "threads"}
     assert params["num_clients"]["defaultValue"] == 5
     # num_clients reaches the fan-out as a parameter: changing it needs no recompile.
     fan_out = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["client-ids"]
