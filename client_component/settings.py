@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from client_component.datasets import DATASETS
-from client_component.partition import PARTITIONS, PartitionError, parse_partition
+from client_component.partition import PartitionError, parse_partition
 from contract.settings import (
     CrossCheck,
     Namer,
@@ -69,53 +69,64 @@ class ClientConfig:
                           report=False)
     client_id: int = setting(help="this client's id, 0..num_clients-1", check=at_least(0),
                              wired=True, report=False)
-    num_clients: int = setting(help="clients in the run", check=at_least(1), report=False)
+    num_clients: int = setting(help="clients taking part, ids 0..num_clients-1",
+                               check=at_least(1), report=False)
     rounds: int = setting(help="federated rounds; the final model is version ROUNDS",
                           check=at_least(1), pipeline_default=5, report=False)
     token: str = setting("", "aggregator bearer token", wired=True, secret=True, report=False)
     # Data
-    dataset: str = setting("breast_cancer", f"one of {', '.join(DATASETS)}",
-                           check=one_of(DATASETS))
-    data_uri: str = setting("", "path, path inside data_pvc, or http(s) URL; {client_id} is "
-                            "filled in", report=False)
-    data_sha256: str = setting("", "expected sha256 of a data file or download", report=False)
+    dataset: str = setting("breast_cancer", "`breast_cancer`, `npz` (MedMNIST), `image_folder`, "
+                           "`csv`, `synthetic` (smoke tests)", check=one_of(DATASETS))
+    data_uri: str = setting("", "a path, a path under the mounted `data_pvc` (`/fl/data/...`), "
+                            "or an http(s) URL; `{client_id}` is replaced per client",
+                            report=False)
+    data_sha256: str = setting("", "expected sha256 of the data file or download",
+                               report=False)
     label_column: str = setting("", "label column of a single CSV")
     image_size: int = setting(28, "image folders: resize to this square size",
                               check=at_least(8))
     channels: int = setting(1, "image folders: 1 grayscale, 3 RGB", check=one_of(CHANNELS))
-    partition: str = setting("iid", "simulated split of one dataset: "
-                             f"{', '.join(PARTITIONS)}",
+    partition: str = setting("iid", "simulated split of one dataset: `iid`, "
+                             "`dirichlet:<alpha>` (label skew), `quantity:<beta>` (unequal "
+                             "sizes)",
                              check=parses(parse_partition, PartitionError))
-    seed: int = setting(0, "seed of the split, model init and shuffling")
+    seed: int = setting(0, "seed of the split, of model initialisation and of shuffling")
     # Model
-    model: str = setting("auto", "auto, mlp, conv1d, cnn or keras:<Application>",
+    model: str = setting("auto", "`auto` (MLP for tables, CNN for images), `mlp`, `conv1d`, "
+                         "`cnn`, `keras:<Application>`",
                          check=parses(parse_architecture, ArchitectureError))
-    model_width: int = setting(32, "base width (units or filters)", check=at_least(1),
+    model_width: int = setting(32, "base units (MLP) or filters (CNN)", check=at_least(1),
                                aliases=("--width",))
     model_depth: int = setting(2, "layers (MLP) or conv blocks (CNN)", check=at_least(1),
                                aliases=("--depth",))
-    norm: str = setting("group", "CNN normalisation: group (GroupNorm, federated-safe) or none",
-                        check=one_of(NORMS))
+    norm: str = setting("group", "CNN normalisation: `group` (GroupNorm: no running statistics "
+                        "to average, federated-safe) or `none`", check=one_of(NORMS))
     # Local training
-    optimizer: str = setting("auto", "auto (SGD with momentum for images, Adam for tables), "
-                             "adam or sgd", check=one_of(OPTIMIZERS))
-    learning_rate: float = setting(0.01, "local learning rate", check=at_least(0, strict=True))
+    optimizer: str = setting("auto", "`auto`: SGD with momentum 0.9 for images, Adam for "
+                             "tables; `sgd`, `adam`", check=one_of(OPTIMIZERS))
+    learning_rate: float = setting(0.01, "local learning rate (of `optimizer`)",
+                                   check=at_least(0, strict=True))
     local_epochs: int = setting(1, "local epochs per round", check=at_least(1))
-    local_steps: int = setting(0, "local batches per round instead of epochs (0: use "
-                               "local_epochs)", check=at_least(0))
+    local_steps: int = setting(0, "> 0: exactly this many local batches per round (cycling "
+                               "through a small site's data) instead of `local_epochs`, so "
+                               "sites of very different sizes take the same number of steps",
+                               check=at_least(0))
     batch_size: int = setting(32, "local batch size", check=at_least(1))
-    fedprox_mu: float = setting(0.0, "FedProx proximal term; 0 = plain FedAvg",
+    fedprox_mu: float = setting(0.0, "FedProx proximal term (0: plain FedAvg local training)",
                                 check=at_least(0))
-    class_weights: str = setting("none", "none or balanced (inverse class frequency of the "
-                                 "site's data)", check=one_of(CLASS_WEIGHTS))
-    logit_adjustment: str = setting("prior", "prior: train on logits + log(this site's label "
-                                    "prior), so a skewed site does not drag the model to its "
-                                    "majority class; none", check=one_of(LOGIT_ADJUSTMENTS))
+    class_weights: str = setting("none", "`balanced`: weight classes by inverse local frequency "
+                                 "(harmful under label skew: a site with 3 normal films weights "
+                                 "each 26x); `none`", check=one_of(CLASS_WEIGHTS))
+    logit_adjustment: str = setting("prior", "`prior`: each site trains on logits + log(its own "
+                                    "label prior), so a site that sees mostly one class does "
+                                    "not drag the shared model to it (label skew); `none`: "
+                                    "plain cross-entropy", check=one_of(LOGIT_ADJUSTMENTS))
     fresh_optimizer: bool = setting(False, "reset the optimizer's state (momentum, Adam "
-                                    "moments) every round")
+                                    "moments) at every round's global model (measured worse "
+                                    "under label skew; off)")
     # Transport
-    update_dtype: str = setting("float32", "dtype of the posted updates: float32, or float16 "
-                                "to halve the upload (the aggregator averages in float64)",
+    update_dtype: str = setting("float32", "`float16`: clients post half-size updates; the "
+                                "aggregator averages in float64 and publishes float32",
                                 check=one_of(UPDATE_DTYPES))
     connect_timeout_s: float = setting(600.0, "seconds to wait for the aggregator to come up",
                                        check=at_least(0, strict=True),

@@ -91,11 +91,11 @@ class Setting:
         return self.default if self.spec.pipeline_default is None else (
             self.spec.pipeline_default)
 
-    def parse(self, text: str) -> Any:
-        """A command-line or environment string as this setting's type."""
-        if self.type is bool:
-            return parse_bool(text)
-        return self.type(text)
+    @property
+    def parse(self) -> Callable[[str], Any]:
+        """Turns a command-line or environment string into this setting's type (argparse
+        names it in its errors: ``invalid int value``)."""
+        return parse_bool if self.type is bool else self.type
 
 
 @dataclass(frozen=True)
@@ -201,6 +201,9 @@ def parse_bool(text: str | bool) -> bool:
     raise ValueError(f"not a boolean: {text!r}")
 
 
+parse_bool.__name__ = "bool"  # argparse: invalid bool value: 'maybe'
+
+
 def _parsed(item: Setting, text: str, source: str) -> Any:
     try:
         return item.parse(text)
@@ -251,18 +254,15 @@ def parses(parse: Callable[[Any], object], error: type[Exception]) -> Check:
 
 # ---- documentation ----------------------------------------------------------------------
 
-def markdown_table(items: Iterable[Setting], *, pipeline: bool) -> str:
-    """The README's table of ``items``: pipeline parameters, or command-line flags."""
-    if pipeline:
-        rows = [f"| `{s.parameter}` | {_shown(s.parameter_default)} | {s.spec.help} |"
-                for s in items]
-        return "\n".join(["| parameter | default | what it does |", "|---|---|---|", *rows])
-    rows = [f"| `{' / '.join((s.flag, *s.spec.aliases))}` | `{s.env}` | {_shown(s.default)} "
-            f"| {s.spec.help} |" for s in items]
+def flags_table(cls: type) -> str:
+    """The README's table of a command line: flag, variable, default, help."""
+    rows = [f"| `{' / '.join((s.flag, *s.spec.aliases))}` | `{s.env}` | {shown_default(s.default)}"
+            f" | {s.spec.help} |" for s in settings_of(cls)]
     return "\n".join(["| flag | env | default | what it does |", "|---|---|---|---|", *rows])
 
 
-def _shown(default: Any) -> str:
+def shown_default(default: Any) -> str:
+    """A default as the README's tables show it."""
     if default is MISSING:
         return "required"
     return f"`{default!r}`" if isinstance(default, str) else f"`{default}`"

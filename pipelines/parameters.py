@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from client_component.settings import ClientConfig
-from contract.settings import Setting, settings_of
+from contract.settings import Setting, flags_table, settings_of, shown_default
 from pipelines.deployment import DeploymentConfig
 from server_component.settings import AggregatorConfig
 
@@ -54,6 +54,17 @@ def pipeline_parameters(num_clients_default: int) -> list[Parameter]:
             found[item.parameter] = dataclasses.replace(
                 known, settings=(*known.settings, (cls, item)))
     return list(found.values())
+
+
+def parameters_table(num_clients_default: int) -> str:
+    """The README's table of the pipeline parameters."""
+    rows = []
+    for p in pipeline_parameters(num_clients_default):
+        default = shown_default(p.default)
+        if p.name == "num_clients":
+            default += " (`NUM_OF_CLIENTS` at compile time)"
+        rows.append(f"| `{p.name}` | {default} | {p.help} |")
+    return "\n".join(["| parameter | default | what it does |", "|---|---|---|", *rows])
 
 
 def component_arguments(cls: type, parameters: Mapping[str, Any], **wired: Any
@@ -127,3 +138,19 @@ def parse_pairs(pairs: Sequence[str]) -> dict[str, str]:
             raise PipelineArgumentError(f"--arg expects NAME=VALUE, got {pair!r}")
         arguments[name] = value
     return arguments
+
+
+def readme_tables(num_clients_default: int) -> dict[str, str]:
+    """Every settings table of the README, by name (``--markdown NAME`` prints one)."""
+    return {"pipeline": parameters_table(num_clients_default),
+            "aggregator": flags_table(AggregatorConfig), "client": flags_table(ClientConfig)}
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pipelines.parameters",
+                                     description="Print a settings table of the README.")
+    parser.add_argument("--markdown", choices=("pipeline", "aggregator", "client"),
+                        required=True)
+    print(readme_tables(5)[parser.parse_args().markdown])

@@ -26,32 +26,37 @@ class AggregatorConfig:
     """How the aggregator runs a federation: its size, rounds, strategy, deadlines, where it
     listens and where it keeps checkpoints and outputs."""
 
-    num_clients: int = setting(help="clients in the run, ids 0..N-1", check=at_least(1))
+    num_clients: int = setting(help="clients taking part, ids 0..N-1 (in a pipeline: a run-time "
+                               "parameter, no recompile)", check=at_least(1))
     rounds: int = setting(help="federated rounds; the final model is version ROUNDS",
                           check=at_least(1), pipeline_default=5)
-    strategy: str = setting("fedavg", f"aggregation: {', '.join(STRATEGIES)} (README: "
-                            "Strategies); median and trimmed-mean keep every update of a "
-                            "round in memory", check=parses(parse_strategy, StrategyError))
+    strategy: str = setting("fedavg", f"{', '.join(f'`{s}`' for s in STRATEGIES)} (README: "
+                            "The aggregator)", check=parses(parse_strategy, StrategyError))
     min_clients: int = setting(0, "fewest updates a round may close with at its deadline "
                                "(0: all clients)", check=at_least(0))
-    round_timeout: float = setting(0.0, "seconds a round stays open; 0 = no deadline",
+    round_timeout: float = setting(0.0, "seconds a round stays open before it closes with "
+                                   "`min_clients` or fails; 0: no deadline",
                                    check=at_least(0))
-    max_update_mb: float = setting(DEFAULT_MAX_UPDATE_MB, "largest accepted init/update body "
-                                   "in MiB", check=at_least(0, strict=True))
+    max_update_mb: float = setting(DEFAULT_MAX_UPDATE_MB, "larger init/update bodies (MiB) get "
+                                   "413, from Content-Length, before reading",
+                                   check=at_least(0, strict=True))
     shutdown_grace: float = setting(300.0, "seconds to wait for every client's done after "
                                     "the final model", check=at_least(0))
     threads: int = setting(0, "waitress worker threads; 0 = clients + 4", check=at_least(0))
     # Where: the pipeline wires these (the pod's address, the Service port, the run's token,
     # the checkpoint volume, the output artifacts).
     host: str = setting("0.0.0.0", "bind address", wired=True, task_input=False)
-    port: int = setting(8080, "TCP port; 0 picks a free one", check=in_range(0, 65535),
-                        parameter="aggregator_port")
-    token: str = setting("", "bearer token every /v1 call must carry; empty = no auth",
+    port: int = setting(8080, "TCP port of the aggregator and its Service (command line: 0 "
+                        "picks a free port, logged as `event=listening url=...`)",
+                        check=in_range(0, 65535), parameter="aggregator_port")
+    token: str = setting("", "bearer token every /v1 call must carry (compared in constant "
+                         "time); empty: no auth",
                          wired=True, secret=True, report=False)
-    checkpoint_dir: str = setting("", "directory for per-round checkpoints; a restart "
-                                  "resumes from it", wired=True)
-    out: str = setting("", "directory for final weights, round metrics and summary (a "
-                       "pipeline task writes into its artifacts instead)", wired=True,
+    checkpoint_dir: str = setting("", "checkpoint each closed round here; a restart resumes "
+                                  "from it (checked writable at start)", wired=True)
+    out: str = setting("", "directory for the outputs (final weights, metrics tables, "
+                       "summary, report; checked writable at start); a pipeline task writes "
+                       "into its artifacts instead", wired=True,
                        task_input=False, report=False)
 
     cross_checks = (CrossCheck(("min_clients", "num_clients"), _min_clients_in_run),)
