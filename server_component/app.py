@@ -26,8 +26,9 @@ from server_component.coordinator import RoundCoordinator
 from server_component.evaluation_counts import EvaluationCounts
 from server_component.memory_reader import MemoryReader
 from server_component.observability import metrics_text, status_page
+from server_component.settings import DEFAULT_MAX_UPDATE_MB
 
-DEFAULT_MAX_UPDATE_BYTES = 1024 * 1024 * 1024
+DEFAULT_MAX_UPDATE_BYTES = int(DEFAULT_MAX_UPDATE_MB * 1024 * 1024)
 RESPONSE_BLOCK = 1 << 20
 MAX_DONE_BYTES = 1 << 20  # metrics and counts of one client: a few kB
 
@@ -52,7 +53,7 @@ def create_app(
     @app.errorhandler(ProtocolError)
     def protocol_error(exc: ProtocolError):
         if request.path in ("/v1/update", "/v1/init"):
-            coordinator.count_rejection(exc.code)
+            coordinator.counters.rejected(exc.code)
         return jsonify(exc.to_json()), exc.status
 
     @app.errorhandler(FormatError)
@@ -109,7 +110,7 @@ def create_app(
         body = coordinator.wait_for_model(version, timeout=wait)
         if body is None:
             return Response(status=MODEL_NOT_YET)
-        coordinator.count_model_sent(len(body))
+        coordinator.counters.model_sent(len(body))
         return _binary_response(body)
 
     @app.post("/v1/update")

@@ -39,14 +39,34 @@ class RoundRecord:
 
 
 @dataclass
+class RunInfo:
+    """What the clients said about the run at init: informative only (the outputs and the
+    report show it), kept in checkpoints so that a resumed run still has it."""
+
+    partitions: dict[int, dict] = field(default_factory=dict)  # client id -> label histogram
+    client_settings: dict = field(default_factory=dict)  # how they train, as the first said
+    architecture: str = ""  # the adopted init's model, as its framework serialised it
+
+    def to_json(self) -> dict:
+        return {"partitions": {str(c): p for c, p in self.partitions.items()},
+                "settings": self.client_settings, "architecture": self.architecture}
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> RunInfo:
+        return cls({int(c): p for c, p in data.get("partitions", {}).items()},
+                   dict(data.get("settings", {})), data.get("architecture", ""))
+
+
+@dataclass
 class Checkpoint:
+    """A closed round's state: everything a restarted aggregator resumes from."""
+
     version: int
     model: dict[str, np.ndarray]
     strategy_state: dict[str, np.ndarray]
     history: list[RoundRecord]
     config: dict[str, str | int]
-    # Informative only (for the outputs and report): partitions and the clients' settings.
-    run_info: dict = field(default_factory=dict)
+    run_info: RunInfo = field(default_factory=RunInfo)
 
 
 def save_checkpoint(directory: str | os.PathLike, checkpoint: Checkpoint) -> Path:
@@ -59,7 +79,7 @@ def save_checkpoint(directory: str | os.PathLike, checkpoint: Checkpoint) -> Pat
         "version": str(checkpoint.version),
         "history": json.dumps([asdict(r) for r in checkpoint.history]),
         "config": json.dumps(checkpoint.config, sort_keys=True),
-        "run_info": json.dumps(checkpoint.run_info, sort_keys=True),
+        "run_info": json.dumps(checkpoint.run_info.to_json(), sort_keys=True),
     }
     tmp = target.with_name(f".{target.name}.tmp")
     try:
@@ -87,7 +107,7 @@ def load_checkpoint(directory: str | os.PathLike,
         config = json.loads(metadata["config"])
         history = [RoundRecord(**r) for r in json.loads(metadata["history"])]
         version = int(metadata["version"])
-        run_info = json.loads(metadata.get("run_info", "{}"))
+        run_info = RunInfo.from_json(json.loads(metadata.get("run_info", "{}")))
     except Exception as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
     if config != dict(expected_config):

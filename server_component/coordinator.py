@@ -8,12 +8,10 @@ block on the condition with timeouts; nothing polls.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,9 +23,14 @@ from contract.errors import (
     TrainingFinished,
 )
 from contract.messages import Phase, Status
-from server_component.checkpoint import Checkpoint, RoundRecord, save_checkpoint
-from server_component.evaluation_counts import EvaluationCounts, summed
+from contract.settings import validated
+from server_component.checkpoint import Checkpoint, RoundRecord, RunInfo, save_checkpoint
+from server_component.counters import Counters
+from server_component.evaluation_counts import EvaluationCounts
+from server_component.final_evaluation import FinalEvaluations
 from server_component.model_spec import ModelSpec
+from server_component.rounds import OpenRound, format_round
+from server_component.settings import AggregatorConfig
 from server_component.strategies import FedAvg, Strategy
 
 log = logging.getLogger(__name__)
@@ -35,63 +38,19 @@ log = logging.getLogger(__name__)
 Tensors = dict[str, np.ndarray]
 
 
-@dataclass
-class _OpenRound:
-    number: int
-    accumulator: object
-    started: float
-    deadline: float | None
-    digests: dict[int, str] = field(default_factory=dict)
-    examples: dict[int, int] = field(default_factory=dict)
-    metrics: dict[int, dict[str, float]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Done:
-    """A client's evaluation of the final model on its test split."""
-
-    num_examples: int
-    metrics: dict[str, float]
-    counts: EvaluationCounts | None = None
-
-
-@dataclass
-class Counters:
-    """Monotonic event counts for /metrics (guarded by the coordinator's lock)."""
-
-    updates_accepted: int = 0
-    bytes_sent: int = 0  # model bodies served
-    updates_duplicate: int = 0
-    bytes_received: int = 0
-    rounds_closed: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
-
-
-def weighted_metrics(
-    metrics: Mapping[int, Mapping[str, float]], weights: Mapping[int, int]
-) -> dict[str, float]:
-    """Average each metric over the clients that reported it, weighted by their examples."""
-    names = sorted({name for m in metrics.values() for name in m})
-    averaged = {}
-    for name in names:
-        pairs = [(m[name], weights[cid]) for cid, m in metrics.items() if name in m]
-        averaged[name] = sum(v * w for v, w in pairs) / sum(w for _, w in pairs)
-    return averaged
-
-
 class RoundCoordinator:
-    """Owns the global model, the open round, checkpoints and the shutdown handshake."""
+    """Owns the global model, the open round, checkpoints and the shutdown handshake.
+
+    ``min_clients`` None (or 0) means all clients; the values are checked as the aggregator's
+    settings check them (``server_component.settings``: SettingsError, a ValueError)."""
 
     def __init__(self, num_clients: int, rounds: int, *, strategy: Strategy | None = None,
                  min_clients: int | None = None, round_timeout: float | None = None,
                  checkpoint_dir: str | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if num_clients < 1 or rounds < 1:
-            raise ValueError("num_clients and rounds must be at least 1")
-        min_clients = num_clients if min_clients is None else min_clients
-        if not 1 <= min_clients <= num_clients:
-            raise ValueError(f"min_clients must be in 1..{num_clients}, got {min_clients}")
-        self.num_clients, self.rounds, self.min_clients = num_clients, rounds, min_clients
+        validated(AggregatorConfig(num_clients, rounds, min_clients=min_clients or 0))
+        self.num_clients, self.rounds = num_clients, rounds
+        self.min_clients = min_clients or num_clients
         self.round_timeout = round_timeout
         self.strategy = strategy or FedAvg()
         self.strategy.bind(num_clients)
@@ -103,14 +62,12 @@ class RoundCoordinator:
         # The encoded global model, version _version (bytes, or a view of a numpy buffer).
         self._model_body: bytes | memoryview | None = None
         self._version = -1
-        self._open: _OpenRound | None = None
-        self._done: dict[int, _Done] = {}
+        self._open: OpenRound | None = None
+        self._evaluations = FinalEvaluations()
         self._started = clock()
         self._failure: str | None = None
         self.history: list[RoundRecord] = []
-        self.partitions: dict[int, dict] = {}  # what each client said it holds (informative)
-        self.client_settings: dict = {}  # how the clients train, as the first one said
-        self.architecture = ""  # the adopted init's model, as its framework serialised it
+        self.run_info = RunInfo()  # what the clients said about themselves (informative)
         self.counters = Counters()
 
     @property
@@ -138,12 +95,12 @@ class RoundCoordinator:
         with self._cond:
             self._raise_if_failed()
             if partition:
-                self.partitions[client_id] = partition
-            if settings and not self.client_settings:
-                self.client_settings = settings
+                self.run_info.partitions[client_id] = partition
+            if settings and not self.run_info.client_settings:
+                self.run_info.client_settings = settings
             if self._version >= 0:
                 return False
-            self.architecture = architecture  # the adopted model's, kept opaque
+            self.run_info.architecture = architecture  # the adopted model's, kept opaque
             self._spec = spec
             self._publish(served, version=0)
             self._checkpoint()
@@ -174,14 +131,13 @@ class RoundCoordinator:
                 if previous != digest:
                     raise RoundConflict(f"client {meta.client_id} already sent a different "
                                         f"update for round {meta.round}")
-                self.counters.updates_duplicate += 1
+                self.counters.update_duplicate()
                 return "duplicate"
             self.strategy.fold(open_round.accumulator, message, meta)
             open_round.digests[meta.client_id] = digest
             open_round.examples[meta.client_id] = meta.num_examples
             open_round.metrics[meta.client_id] = meta.metrics
-            self.counters.updates_accepted += 1
-            self.counters.bytes_received += body_size
+            self.counters.update_accepted(body_size)
             log.info("event=update round=%d client=%d examples=%d reported=%d/%d",
                      meta.round, meta.client_id, meta.num_examples,
                      len(open_round.digests), self.num_clients)
@@ -191,25 +147,13 @@ class RoundCoordinator:
 
     def submit_done(self, client_id: int, metrics: Mapping[str, float], num_examples: int,
                     counts: EvaluationCounts | None = None) -> None:
+        """Keep a client's evaluation of the final model (a repeat replaces its own)."""
         self._check_client(client_id)
         with self._cond:
-            others = [d.counts for c, d in self._done.items() if d.counts and c != client_id]
-            if counts is not None and not all(counts.compatible(o) for o in others):
-                raise MalformedRequest(f"client {client_id}'s counts have other classes or "
-                                       "ROC thresholds than the other clients'")
-            self._done[client_id] = _Done(num_examples, dict(metrics), counts)
+            self._evaluations.record(client_id, metrics, num_examples, counts)
             self._cond.notify_all()
-        log.info("event=done client=%d done=%d/%d", client_id, len(self._done), self.num_clients)
-
-    def count_rejection(self, code: str) -> None:
-        with self._cond:
-            self.counters.rejected[code] = self.counters.rejected.get(code, 0) + 1
-
-    def snapshot_counters(self) -> tuple[Counters, dict[str, int], list[float]]:
-        with self._cond:
-            c = self.counters
-            copy = dataclasses.replace(c, rejected={})
-            return copy, dict(c.rejected), [r.duration_s for r in self.history]
+        log.info("event=done client=%d done=%d/%d", client_id, len(self._evaluations),
+                 self.num_clients)
 
     # ---- time ---------------------------------------------------------------------------
 
@@ -228,7 +172,7 @@ class RoundCoordinator:
                 elif self._open is open_round:
                     self._on_deadline(open_round)
 
-    def _on_deadline(self, open_round: _OpenRound) -> None:
+    def _on_deadline(self, open_round: OpenRound) -> None:
         reported = sorted(open_round.digests)
         missing = [cid for cid in range(self.num_clients) if cid not in open_round.digests]
         if len(reported) >= self.min_clients:
@@ -286,28 +230,22 @@ class RoundCoordinator:
     def final_metrics(self) -> dict[str, float]:
         """Clients' evaluation of the final model, weighted by their test examples."""
         with self._cond:
-            metrics = {cid: d.metrics for cid, d in self._done.items() if d.metrics}
-            weights = {cid: d.num_examples for cid, d in self._done.items()}
-        return weighted_metrics(metrics, weights) if metrics else {}
+            return self._evaluations.metrics()
 
     def final_client_metrics(self) -> dict[int, dict[str, float]]:
         """Each client's own evaluation of the final model on its test split."""
         with self._cond:
-            return {cid: dict(d.metrics) for cid, d in sorted(self._done.items())}
+            return self._evaluations.per_client()
 
     def final_client_examples(self) -> dict[int, int]:
         """How many test examples each client evaluated the final model on."""
         with self._cond:
-            return {cid: d.num_examples for cid, d in sorted(self._done.items())}
+            return self._evaluations.examples()
 
     def final_counts(self) -> EvaluationCounts | None:
         """The clients' confusion-matrix and ROC counts, summed."""
         with self._cond:
-            return summed(d.counts for d in self._done.values() if d.counts is not None)
-
-    def count_model_sent(self, num_bytes: int) -> None:
-        with self._cond:
-            self.counters.bytes_sent += num_bytes
+            return self._evaluations.counts()
 
     @property
     def elapsed_s(self) -> float:
@@ -326,7 +264,7 @@ class RoundCoordinator:
                 min_clients=self.min_clients,
                 strategy=self.strategy.name,
                 reported=sorted(open_round.digests) if open_round else [],
-                done=sorted(self._done),
+                done=self._evaluations.client_ids,
                 last_metrics=dict(self.history[-1].metrics) if self.history else {},
                 error=self._failure,
             )
@@ -339,10 +277,7 @@ class RoundCoordinator:
             self._spec = ModelSpec.of(checkpoint.model)
             self.strategy.load_state(checkpoint.strategy_state)
             self.history = list(checkpoint.history)
-            info = checkpoint.run_info
-            self.partitions = {int(c): p for c, p in info.get("partitions", {}).items()}
-            self.client_settings = dict(info.get("settings", {}))
-            self.architecture = info.get("architecture", "")
+            self.run_info = checkpoint.run_info
             self._publish(checkpoint.model, checkpoint.version)
         log.info("event=resumed version=%d rounds_closed=%d", checkpoint.version,
                  len(checkpoint.history))
@@ -361,14 +296,14 @@ class RoundCoordinator:
         self._version = version
         if version < self.rounds:
             now = self._clock()
-            self._open = _OpenRound(
+            self._open = OpenRound(
                 number=version + 1, accumulator=self.strategy.new_round(), started=now,
                 deadline=now + self.round_timeout if self.round_timeout else None)
         else:
             self._open = None
         self._cond.notify_all()
 
-    def _aggregate(self, open_round: _OpenRound) -> memoryview:
+    def _aggregate(self, open_round: OpenRound) -> memoryview:
         """The next model's body, with the strategy's result written straight into it."""
         current = self._global if self.strategy.needs_current else None
         if current is None:
@@ -380,25 +315,15 @@ class RoundCoordinator:
         self.strategy.aggregate_into(open_round.accumulator, current, open_round.number, views)
         return body
 
-    def _close_round(self, open_round: _OpenRound) -> None:
-        assert self._global is not None
-        record = RoundRecord(
-            round=open_round.number,
-            client_ids=sorted(open_round.digests),
-            num_examples=sum(open_round.examples.values()),
-            metrics=weighted_metrics(open_round.metrics, open_round.examples),
-            duration_s=self._clock() - open_round.started,
-            client_metrics={str(c): dict(m) for c, m in sorted(open_round.metrics.items())},
-            client_examples={str(c): n for c, n in sorted(open_round.examples.items())},
-            missing=[c for c in range(self.num_clients) if c not in open_round.digests],
-        )
+    def _close_round(self, open_round: OpenRound) -> None:
+        record = open_round.record(self.num_clients, self._clock())
         self._set_model(self._aggregate(open_round), open_round.number)
         open_round.accumulator = None
         self.history.append(record)
-        self.counters.rounds_closed += 1
+        closed = self.counters.round_closed()
         self._checkpoint()
         elapsed = self.elapsed_s
-        eta = elapsed / self.counters.rounds_closed * (self.rounds - record.round)
+        eta = elapsed / closed * (self.rounds - record.round)
         log.info("event=round_closed %s elapsed_s=%.1f eta_s=%.1f",
                  format_round(record, self.rounds), elapsed, eta)
 
@@ -406,11 +331,9 @@ class RoundCoordinator:
         if not self.checkpoint_dir or self._global is None:
             return
         try:
-            run_info = {"partitions": {str(c): p for c, p in self.partitions.items()},
-                        "settings": self.client_settings, "architecture": self.architecture}
             save_checkpoint(self.checkpoint_dir, Checkpoint(
                 self._version, self._global, self.strategy.state(), self.history, self.config,
-                run_info))
+                self.run_info))
         except OSError as exc:
             # The previous checkpoint is intact (atomic rename); training goes on.
             log.error("event=checkpoint_failed version=%d error=%s", self._version, exc)
@@ -419,7 +342,7 @@ class RoundCoordinator:
         return self._version == self.rounds or self._failure is not None
 
     def _complete(self) -> bool:
-        return self._version == self.rounds and len(self._done) == self.num_clients
+        return self._version == self.rounds and len(self._evaluations) == self.num_clients
 
     def _phase(self) -> Phase:
         if self._failure:
@@ -437,7 +360,7 @@ class RoundCoordinator:
             raise MalformedRequest(
                 f"unknown client id {client_id}: this run has clients 0..{self.num_clients - 1}")
 
-    def _require_open_round(self, round_: int) -> _OpenRound:
+    def _require_open_round(self, round_: int) -> OpenRound:
         self._raise_if_failed()
         if self._version >= self.rounds:
             raise TrainingFinished(f"training finished after round {self.rounds}")
@@ -446,10 +369,3 @@ class RoundCoordinator:
         if round_ != self._open.number:
             raise RoundConflict(f"round {round_} is not the open round {self._open.number}")
         return self._open
-
-
-def format_round(record: RoundRecord, rounds: int) -> str:
-    metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(record.metrics.items()))
-    late = f" missing={record.missing}" if record.missing else ""
-    return (f"round={record.round}/{rounds} clients={len(record.client_ids)} "
-            f"examples={record.num_examples} {metrics} duration_s={record.duration_s:.2f}{late}")

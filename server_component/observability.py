@@ -26,7 +26,8 @@ class CoordinatorCollector:
     def collect(self):
         c = self.coordinator
         status = c.status()
-        counters, rejected, durations = c.snapshot_counters()
+        counters = c.counters.snapshot()
+        durations = [r.duration_s for r in c.history]
         yield CounterMetricFamily("fl_rounds_closed", "Rounds closed",
                                   value=counters.rounds_closed)
         yield CounterMetricFamily("fl_updates_accepted", "Updates accepted",
@@ -35,7 +36,7 @@ class CoordinatorCollector:
                                   value=counters.updates_duplicate)
         by_reason = CounterMetricFamily("fl_updates_rejected", "Requests refused, by error code",
                                         labels=["reason"])
-        for reason, count in sorted(rejected.items()):
+        for reason, count in sorted(counters.rejected.items()):
             by_reason.add_metric([reason], count)
         yield by_reason
         yield CounterMetricFamily("fl_bytes_received", "Bytes of accepted updates",

@@ -55,9 +55,9 @@ def write_outputs(paths: OutputPaths, coordinator: RoundCoordinator,
     final = coordinator.final_model()
     if final is not None:
         _atomic_write(paths.model_dir / FINAL_WEIGHTS, final)
-        if coordinator.architecture:
+        if coordinator.run_info.architecture:
             _atomic_write(paths.model_dir / MODEL_ARCHITECTURE,
-                          coordinator.architecture.encode())
+                          coordinator.run_info.architecture.encode())
     for path, table in ((paths.round_metrics, round_metrics_table(coordinator)),
                         (paths.client_metrics, client_metrics_table(coordinator))):
         _atomic_write(path, table.to_csv(index=False).encode())
@@ -71,18 +71,20 @@ def write_outputs(paths: OutputPaths, coordinator: RoundCoordinator,
 
     report = ReportData(
         # The aggregator's own values win over what a client said about the run.
-        parameters={**coordinator.client_settings, **(parameters or {})},
+        parameters={**coordinator.run_info.client_settings, **(parameters or {})},
         num_clients=coordinator.num_clients,
         history=coordinator.history, final_metrics=summary["final_metrics"],
         client_final_metrics=coordinator.final_client_metrics(),
-        partitions=coordinator.partitions, counts=counts, totals=summary["totals"],
+        partitions=coordinator.run_info.partitions, counts=counts, totals=summary["totals"],
         error=coordinator.failure)
     _atomic_write(paths.report, render_report(report).encode())
     return summary
 
 
 def build_summary(coordinator: RoundCoordinator) -> dict:
-    counters, _, _ = coordinator.snapshot_counters()
+    """The run in one JSON object: setup, totals, final and last-round metrics."""
+    counters = coordinator.counters.snapshot()
+    partitions = coordinator.run_info.partitions
     totals = {
         "rounds_completed": len(coordinator.history),
         "clients_completed": len(coordinator.final_client_metrics()),
@@ -99,8 +101,8 @@ def build_summary(coordinator: RoundCoordinator) -> dict:
         "error": coordinator.failure,
         "final_metrics": coordinator.final_metrics(),
         "last_round_metrics": coordinator.history[-1].metrics if coordinator.history else {},
-        "partitions": [coordinator.partitions[c] for c in sorted(coordinator.partitions)],
-        "client_settings": coordinator.client_settings,
+        "partitions": [partitions[c] for c in sorted(partitions)],
+        "client_settings": coordinator.run_info.client_settings,
         "totals": totals,
     }
 

@@ -46,7 +46,7 @@ def test_two_runs_at_once_never_cross(observe):
                     f"-> {response.status_code}")
         assert run_a.update(0, 1).status_code == 202
         assert run_b.coordinator.status().reported == []
-        assert run_b.coordinator.counters.updates_accepted == 0
+        assert run_b.coordinator.counters.snapshot().updates_accepted == 0
         assert run_a.coordinator.status().reported == [0]
         observe("run B accepted 0 updates; run A's own update accepted")
     finally:

@@ -90,7 +90,11 @@ def test_no_deadline_means_rounds_wait_for_everyone():
     assert not watcher.is_alive()
 
 
-@pytest.mark.parametrize("kwargs", [{"min_clients": 0}, {"min_clients": 4}])
+@pytest.mark.parametrize("kwargs", [{"min_clients": -1}, {"min_clients": 4}])
 def test_min_clients_must_fit_the_run(kwargs):
     with pytest.raises(ValueError, match="min_clients"):
         RoundCoordinator(3, 1, **kwargs)
+
+
+def test_min_clients_0_means_all_as_in_the_settings():
+    assert RoundCoordinator(3, 1, min_clients=0).min_clients == 3

@@ -29,7 +29,7 @@ def run(update_dtype: str) -> tuple[list[np.ndarray], int]:
             t.join(timeout=60)
         assert agg.coordinator.wait_until_complete(timeout=30)
         final = wire.tensors_to_list(wire.decode(agg.coordinator.final_model()).tensors)
-        return final, agg.coordinator.counters.bytes_received
+        return final, agg.coordinator.counters.snapshot().bytes_received
     finally:
         agg.server.stop()
 
