@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,10 +138,8 @@ class LocalRunner:
             try:
                 for upstream in task.get("dependentTasks", []):
                     finished[upstream].wait()
-                exit_task = (task.get("triggerPolicy", {}).get("strategy")
-                             == "ALL_UPSTREAM_TASKS_COMPLETED")
                 upstream_ok = all(status[u] == "succeeded" for u in task.get("dependentTasks", []))
-                if not exit_task and (not upstream_ok or ctx.cancelled.is_set()):
+                if not is_exit_task(task) and (not upstream_ok or ctx.cancelled.is_set()):
                     status[name] = "skipped"
                     return
                 child = self.spec["components"][task["componentRef"]["name"]]
@@ -159,12 +157,7 @@ class LocalRunner:
             finally:
                 finished[name].set()
 
-        threads = [threading.Thread(target=run_one, args=(n, t), name=n, daemon=True)
-                   for n, t in tasks.items()]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_together(run_one, list(tasks.items()))
         if any(s == "failed" for s in status.values()):
             raise DagFailed("a task in this DAG failed")  # the first failure is in _failure
 
@@ -217,10 +210,8 @@ class LocalRunner:
         else:
             container = self.spec["deploymentSpec"]["executors"][label]["container"]
             retries = int(task.get("retryPolicy", {}).get("maxRetryCount", 0))
-            exit_task = (task.get("triggerPolicy", {}).get("strategy")
-                         == "ALL_UPSTREAM_TASKS_COMPLETED")
             result = run_container_task(name, container, component, values, env, ctx, retries,
-                                        exit_task=exit_task, input_artifacts=artifacts)
+                                        exit_task=is_exit_task(task), input_artifacts=artifacts)
         with self._outputs_lock:
             self._outputs[name] = result
         return result
@@ -251,12 +242,7 @@ class LocalRunner:
             except Exception as exc:
                 errors.append(exc)
 
-        threads = [threading.Thread(target=iteration, args=(i, inputs), daemon=True)
-                   for i, inputs in enumerate(iterations)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_together(iteration, list(enumerate(iterations)))
         if errors:
             raise errors[0]
         return {"parameters": {}, "artifacts": {}}
@@ -294,6 +280,21 @@ class LocalRunner:
             self.status.print_line(line)
         elif self.echo_progress:
             print(line, flush=True)
+
+
+def is_exit_task(task: Mapping[str, Any]) -> bool:
+    """An ExitHandler's task: it runs once its upstream tasks ended, whatever their state."""
+    return task.get("triggerPolicy", {}).get("strategy") == "ALL_UPSTREAM_TASKS_COMPLETED"
+
+
+def run_together(target: Callable[..., None], calls: Sequence[tuple]) -> None:
+    """``target(*args)`` for every ``args`` of ``calls`` at once, one thread each; returns
+    when all have (the DAG's tasks, a ParallelFor's iterations)."""
+    threads = [threading.Thread(target=target, args=args, daemon=True) for args in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def free_port() -> int:

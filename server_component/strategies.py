@@ -223,9 +223,16 @@ class UpdateList:
     def __init__(self) -> None:
         self.updates: list[Tensors] = []
 
+    def reset(self) -> UpdateList:
+        """Start a new round: the last round's updates are released."""
+        self.updates = []
+        return self
+
     def add(self, tensors: Mapping[str, np.ndarray], weight: int) -> None:
         self.updates.append(dict(tensors))  # decoded arrays are already private copies
 
+
+Accumulator = RunningWeightedSum | UpdateList  # what a strategy folds a round's updates into
 
 # ---- strategies ------------------------------------------------------------------------
 
@@ -243,9 +250,11 @@ class Strategy(ABC):
 
     A new strategy is one ``@registered`` subclass: its ``usage`` (name and optional numeric
     parameters, ``fedavgm[:momentum[:server_lr]]``), ``params`` (those parameters' keyword
-    names, in order), and ``aggregate``; the hooks below have FedAvg's defaults. Flags:
-    ``keeps_all_updates`` (the round keeps every update, O(N x model), instead of one running
-    sum) and ``needs_current`` (False: the current model may be released before aggregating).
+    names, in order), and ``aggregate``; the hooks below have FedAvg's defaults.
+    ``accumulator_type`` is what a round's updates are folded into (one is made per strategy
+    and reused from round to round): a ``RunningWeightedSum`` (O(model)) or an ``UpdateList``,
+    which keeps every update, O(N x model) (``keeps_all_updates``, said at start).
+    ``needs_current`` False: the current model may be released before aggregating.
 
     The coordinator calls, in order: ``bind`` once; ``initial_model`` on the adopted init;
     per round ``new_round``, then per update ``check_update`` (before anything is folded: a
@@ -255,9 +264,13 @@ class Strategy(ABC):
     name: str  # the instance's canonical spec, as checkpoints and reports show it
     usage: ClassVar[str]
     params: ClassVar[tuple[str, ...]] = ()
-    keeps_all_updates: ClassVar[bool] = False
     needs_current: ClassVar[bool] = True
-    accumulator_type: ClassVar[type[RunningWeightedSum]] = RunningWeightedSum  # reused
+    accumulator_type: ClassVar[type[Accumulator]] = RunningWeightedSum
+    _accumulator: Accumulator | None = None  # this strategy's, made at its first round
+
+    @property
+    def keeps_all_updates(self) -> bool:
+        return self.accumulator_type.keeps_all_updates
 
     def bind(self, num_clients: int) -> None:
         """Learn the run's number of clients (strategies that scale by participation)."""
@@ -271,29 +284,29 @@ class Strategy(ABC):
         """Refuse (an HTTP 4xx error) an update this strategy cannot use."""
         return None
 
-    def fold(self, accumulator: RunningWeightedSum | UpdateList,
-             message: wire.Message | wire.StreamedMessage, meta: wire.UpdateMeta) -> None:
+    def fold(self, accumulator: Accumulator, message: wire.Message | wire.StreamedMessage,
+             meta: wire.UpdateMeta) -> None:
         """Add one update to the round (FedAvg's weight: the client's examples)."""
-        if accumulator.keeps_all_updates:
+        if isinstance(accumulator, UpdateList):
             accumulator.add(message.materialize().tensors, meta.num_examples)
         else:
             accumulator.add_chunks(message.layout, message.chunks(), meta.num_examples)
 
-    def new_round(self) -> RunningWeightedSum | UpdateList:
-        if self.keeps_all_updates:
-            return UpdateList()
-        if getattr(self, "_running", None) is None:
-            self._running = self.accumulator_type()
-        return self._running.reset()
+    def new_round(self) -> Accumulator:
+        """The accumulator of a new round (the previous round's, emptied)."""
+        if self._accumulator is None:
+            self._accumulator = self.accumulator_type()
+        return self._accumulator.reset()
 
-    def aggregate_into(self, accumulator, current: Tensors | None, server_round: int,
-                       out: Mapping[str, np.ndarray]) -> None:
+    def aggregate_into(self, accumulator: Accumulator, current: Tensors | None,
+                       server_round: int, out: Mapping[str, np.ndarray]) -> None:
         """Write the new global model into ``out`` (views into its encoded body)."""
         for name, array in self.aggregate(accumulator, current, server_round).items():
             out[name][...] = array
 
     @abstractmethod
-    def aggregate(self, accumulator, current: Tensors, server_round: int) -> Tensors:
+    def aggregate(self, accumulator: Accumulator, current: Tensors,
+                  server_round: int) -> Tensors:
         """The new global model from this round's accumulator."""
 
     def state(self) -> Tensors:
@@ -492,7 +505,7 @@ class Median(Strategy):
     """Coordinate-wise median, unweighted (robust to a minority of outliers)."""
 
     name = usage = "median"
-    keeps_all_updates = True
+    accumulator_type = UpdateList
 
     def aggregate(self, accumulator: UpdateList, current: Tensors, server_round: int) -> Tensors:
         names = sorted(current)
@@ -505,7 +518,7 @@ class TrimmedMean(Strategy):
     """Coordinate-wise mean after cutting the ``beta`` fraction at each end."""
 
     usage, params = "trimmed-mean[:beta]", ("beta",)
-    keeps_all_updates = True
+    accumulator_type = UpdateList
 
     def __init__(self, beta: float = 0.1) -> None:
         if not 0 <= beta < 0.5:

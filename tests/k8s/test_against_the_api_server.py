@@ -12,7 +12,7 @@ from kubernetes import client, utils
 from kubernetes.client.exceptions import ApiException
 
 from server_component import k8s_objects
-from tests.test_manifests import kustomize_resources
+from tests.pipeline.test_manifests import kustomize_resources
 
 pytestmark = pytest.mark.k8s
 
