@@ -176,6 +176,15 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
         parser.add_argument(item.flag, *item.spec.aliases, **kwargs)
 
 
+def command_line(cls: type, prog: str, description: str) -> argparse.ArgumentParser:
+    """A runtime's whole command line: one flag per setting of ``cls``."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=f"{description} Every flag also reads FL_<FLAG> from the "
+        "environment (--num-clients from FL_NUM_CLIENTS); the command line wins.")
+    add_arguments(parser, cls)
+    return parser
+
+
 def parse_command_line(parser: argparse.ArgumentParser, cls: type[T],
                        argv: Sequence[str] | None = None) -> T:
     """A checked instance from the command line; a refused value exits 2 with argparse's
