@@ -31,6 +31,8 @@ def classification_metrics(y: np.ndarray, probs: np.ndarray, num_classes: int
 
 
 def class_probabilities(scores: np.ndarray, num_classes: int) -> np.ndarray:
+    """The model's outputs as (N, num_classes) probabilities: a single sigmoid column becomes
+    two; clipped away from 0 and 1 so that the log loss stays finite."""
     scores = np.clip(np.asarray(scores, np.float64), 1e-7, 1 - 1e-7)
     if num_classes == 2 and scores.shape[-1] == 1:
         return np.hstack([1.0 - scores, scores])

@@ -31,9 +31,13 @@ T = TypeVar("T")
 class Learner(Protocol):
     """What the round protocol needs from a model and its local data."""
 
-    def get_weights(self) -> list[np.ndarray]: ...
+    def get_weights(self) -> list[np.ndarray]:
+        """The model's weights, in the order Keras's ``get_weights`` gives them."""
+        ...
 
-    def set_weights(self, weights: list[np.ndarray]) -> None: ...
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        """Replace the model's weights with ``weights``, in the same order."""
+        ...
 
     def fit(self, round_: int) -> tuple[int, dict[str, float]]:
         """Train one round; (examples trained on, held-out metrics)."""

@@ -37,6 +37,7 @@ def image_dataset(files: ImageFiles, y: np.ndarray | None, batch_size: int,
 
 
 def predict(model, x: Features, batch_size: int = 256) -> np.ndarray:
+    """The model's outputs on ``x``; image files are decoded a batch at a time."""
     if isinstance(x, ImageFiles):
         return model.predict(image_dataset(x, None, batch_size), verbose=0)
     return model.predict(x, batch_size=batch_size, verbose=0)

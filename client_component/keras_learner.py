@@ -69,6 +69,9 @@ class TrainingConfig:
 
 @dataclass
 class KerasLearner:
+    """The ``Learner`` the pipeline's clients use: a compiled Keras model and this site's
+    shard of the data, trained as ``training`` says."""
+
     model: keras.Model
     data: LocalData
     training: TrainingConfig = field(default_factory=TrainingConfig)
@@ -110,6 +113,7 @@ class KerasLearner:
 
     @property
     def framework(self) -> str:
+        """The TensorFlow and Keras versions, sent at init for the model's metadata."""
         return f"tensorflow {tf.__version__}, keras {keras.__version__}"
 
     @property
@@ -118,9 +122,11 @@ class KerasLearner:
         return self.data.stats
 
     def get_weights(self) -> list[np.ndarray]:
+        """The model's weights, in the order Keras's ``get_weights`` gives them."""
         return self.model.get_weights()
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
+        """Replace the model's weights with ``weights``, in the same order."""
         self.model.set_weights(weights)
 
     @property
@@ -140,6 +146,8 @@ class KerasLearner:
         return self._control_change
 
     def fit(self, round_: int) -> tuple[int, dict[str, float]]:
+        """Train one round (epochs, or ``local_steps`` batches; FedProx or SCAFFOLD in a
+        custom loop); (training examples, metrics on the validation split)."""
         t = self.training
         if t.fresh_optimizer:
             self._reset_optimizer()
@@ -160,12 +168,14 @@ class KerasLearner:
         return len(self.data.y_train), self.evaluate(self.data.x_val, self.data.y_val)
 
     def evaluate(self, x, y) -> dict[str, float]:
+        """Metrics of the current weights on ``x``, ``y``; empty for an empty split."""
         if len(y) == 0:
             return {}
         probs = class_probabilities(predict(self.model, x), self.data.num_classes)
         return classification_metrics(y, probs, self.data.num_classes)
 
     def evaluate_test(self) -> tuple[int, dict[str, float]]:
+        """(test examples, metrics of the current weights on the test split)."""
         return len(self.data.y_test), self.evaluate(self.data.x_test, self.data.y_test)
 
     def test_counts(self) -> dict | None:

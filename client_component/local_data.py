@@ -16,6 +16,9 @@ Features = np.ndarray | ImageFiles
 
 @dataclass(frozen=True)
 class LocalData:
+    """What one client trains and evaluates on (``client_shard``); ``stats`` is its
+    partition's examples and label histogram, reported to the aggregator."""
+
     x_train: Features
     y_train: np.ndarray
     x_val: Features
@@ -28,6 +31,7 @@ class LocalData:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        """The shape of one example, the model's input: (F,) or (H, W, C)."""
         return tuple(self.x_train.shape[1:])
 
 

@@ -35,6 +35,7 @@ class ModelConfig:
 
     @classmethod
     def of(cls, config: ClientConfig) -> ModelConfig:
+        """The model's settings, picked out of the client's."""
         return cls(config.model, config.model_width, config.model_depth, config.norm,
                    config.optimizer, config.learning_rate)
 

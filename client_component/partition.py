@@ -19,6 +19,7 @@ class PartitionError(ValueError):
 
 
 def parse_partition(spec: str) -> tuple[str, float | None]:
+    """(kind, its alpha or beta; None for iid) from a spec, or PartitionError."""
     kind, _, arg = spec.strip().partition(":")
     if kind == "iid" and not arg:
         return "iid", None

@@ -80,6 +80,7 @@ class AggregatorClient:
             delay = min(delay * 2, 10.0)
 
     def status(self) -> Status:
+        """The run's position (``GET /v1/status``), to resynchronise with the aggregator."""
         response = self.session.get(f"{self.base_url}/v1/status", timeout=self.timeout)
         if not response.ok:
             raise _error(response, "GET status")
@@ -88,6 +89,8 @@ class AggregatorClient:
     def post_init(self, weights: list[np.ndarray], client_id: int,
                   partition_stats: dict | None = None, settings: dict | None = None,
                   architecture: str | None = None) -> bool:
+        """Offer ``weights`` as model version 0, with what the aggregator reports about the
+        run; True if it adopted them, False if another client's init came first."""
         metadata = {wire.META_CLIENT_ID: str(client_id)}
         if partition_stats:
             metadata[wire.META_PARTITION] = json.dumps(partition_stats, sort_keys=True)
@@ -136,6 +139,8 @@ class AggregatorClient:
 
     def post_done(self, client_id: int, metrics: Mapping[str, float], num_examples: int,
                   counts: Mapping | None = None) -> None:
+        """Say this client is done: its evaluation of the final model on ``num_examples``
+        test examples, with the confusion-matrix and ROC ``counts`` if it has them."""
         report = DoneReport(client_id, dict(metrics), max(num_examples, 1),
                             dict(counts) if counts else None)
         response = self.session.post(f"{self.base_url}/v1/done", json=report.to_json(),

@@ -14,30 +14,46 @@ class ProtocolError(Exception):
         self.detail = detail
 
     def to_json(self) -> dict[str, str]:
+        """The reply body: ``{"error": code, "detail": text}``."""
         return {"error": self.code, "detail": self.detail}
 
 
 class MalformedRequest(ProtocolError):
+    """400: a body, header or query parameter that cannot be parsed, or an unknown client id."""
+
     status, code = 400, "malformed"
 
 
 class Unauthorized(ProtocolError):
+    """401: a missing or wrong bearer token."""
+
     status, code = 401, "unauthorized"
 
 
 class RoundConflict(ProtocolError):
+    """409: out of step: no round open yet (no init), a round that is not the open one, a
+    superseded model version, or a client's second, different update for the same round."""
+
     status, code = 409, "round_conflict"
 
 
 class TrainingFinished(ProtocolError):
+    """410: training is over: an update after the last round, or a model version past it."""
+
     status, code = 410, "training_finished"
 
 
 class PayloadTooLarge(ProtocolError):
+    """413: a request body over the aggregator's size limit."""
+
     status, code = 413, "payload_too_large"
 
 
 class IncompatibleUpdate(ProtocolError):
+    """422: a well-formed update the run cannot use: tensors that do not match the model or
+    hold NaN or Inf, a bad example count, local steps or momentum, or without the tensors
+    its strategy needs (SCAFFOLD's control variates)."""
+
     status, code = 422, "incompatible_update"
 
 

@@ -50,6 +50,7 @@ class Status:
     error: str | None = None  # why the run failed
 
     def to_json(self) -> dict:
+        """The reply body, with the phase as its string value."""
         return {**asdict(self), "phase": self.phase.value}
 
     @classmethod
@@ -102,6 +103,7 @@ class DoneReport:
     counts: dict | None = None  # confusion matrix and ROC counts (evaluation_counts)
 
     def to_json(self) -> dict:
+        """The request body; ``counts`` only when there are any."""
         body = {"client_id": self.client_id, "metrics": dict(self.metrics),
                 "num_examples": self.num_examples}
         if self.counts:
@@ -134,6 +136,8 @@ class ErrorReply:
 
     @classmethod
     def from_json(cls, data: object, fallback: str = "") -> ErrorReply:
+        """Read a refusal's body; one that is not a JSON object gives error ``?`` with
+        ``fallback`` (the start of the response text) as the detail."""
         if isinstance(data, Mapping):
             return cls(str(data.get("error", "?")), str(data.get("detail", "")))
         return cls("?", fallback)

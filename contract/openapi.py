@@ -293,6 +293,7 @@ def _fields(doc: dict, schema: dict) -> str:
 
 
 def main() -> None:
+    """Print the OpenAPI document as JSON, or with ``--markdown`` the README's protocol table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", action="store_true", help="the README's protocol table")
     args = parser.parse_args()

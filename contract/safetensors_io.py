@@ -43,6 +43,7 @@ class TensorEntry:
 
     @classmethod
     def parse(cls, name: str, info: object) -> TensorEntry:
+        """Validate the header entry of tensor ``name``: FormatError names what is wrong."""
         if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
             raise FormatError(f"tensor {name!r}: header entry needs "
                                    "dtype, shape and data_offsets")
@@ -61,10 +62,12 @@ class TensorEntry:
 
     @property
     def size(self) -> int:
+        """The number of elements."""
         return math.prod(self.shape)
 
     @property
     def nbytes(self) -> int:
+        """The byte length its dtype and shape need."""
         return self.size * self.dtype.itemsize
 
 
@@ -98,6 +101,7 @@ class Header:
 
     @property
     def layout(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Each tensor's (shape, dtype) by name."""
         return {name: (e.shape, e.dtype) for name, e in self.entries}
 
     def views(self, body: bytes | bytearray | memoryview) -> dict[str, np.ndarray]:

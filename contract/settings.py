@@ -56,8 +56,8 @@ class Spec:
 
 
 def setting(default: Any = MISSING, help: str = "", **spec: Any) -> Any:
-    """A settings-class field: ``batch_size: int = setting(32, "local batch size",
-    check=at_least(1))``; without a default the setting is required."""
+    """A settings-class field; without a default the setting is required. For example
+    ``batch_size: int = setting(32, "local batch size", check=at_least(1))``."""
     return dataclasses.field(default=default, metadata={"setting": Spec(help, **spec)})
 
 
@@ -72,22 +72,28 @@ class Setting:
 
     @property
     def required(self) -> bool:
+        """True when the setting has no default, so every run must give it a value."""
         return self.default is MISSING
 
     @property
     def flag(self) -> str:
+        """The command-line flag: the spec's, or ``--field-name`` by default."""
         return self.spec.flag or "--" + self.name.replace("_", "-")
 
     @property
     def env(self) -> str:
+        """The environment variable that also sets it: ``--batch-size`` -> ``FL_BATCH_SIZE``."""
         return "FL_" + self.flag.lstrip("-").upper().replace("-", "_")
 
     @property
     def parameter(self) -> str:
+        """The pipeline parameter's name: the field's, unless the spec names another."""
         return self.spec.parameter or self.name
 
     @property
     def parameter_default(self) -> Any:
+        """The pipeline parameter's default: the spec's ``pipeline_default`` where it has one
+        (a setting the CLI requires), else the field's default."""
         return self.default if self.spec.pipeline_default is None else (
             self.spec.pipeline_default)
 

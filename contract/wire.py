@@ -68,6 +68,7 @@ class Message:
 
     @property
     def layout(self) -> Layout:
+        """Each tensor's (shape, dtype) by name."""
         return {name: (a.shape, a.dtype) for name, a in self.tensors.items()}
 
     def chunks(self) -> Iterator[Chunk]:
@@ -82,6 +83,7 @@ class Message:
                 yield name, start, flat[start:start + step]
 
     def materialize(self) -> Message:
+        """Itself: it is already in memory (the counterpart of StreamedMessage's)."""
         return self
 
 
@@ -97,6 +99,7 @@ class UpdateMeta:
     momentum: float = 0.0  # the SGD momentum of those steps
 
     def to_metadata(self) -> dict[str, str]:
+        """The safetensors header metadata that ``parse_update_meta`` reads back."""
         meta = {
             META_CLIENT_ID: str(self.client_id),
             META_ROUND: str(self.round),
@@ -141,10 +144,12 @@ def weight_names(count: int) -> list[str]:
 
 
 def tensors_from_list(weights: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """A model's weights, in Keras get_weights() order, named by ``weight_names``."""
     return dict(zip(weight_names(len(weights)), weights, strict=True))
 
 
 def tensors_to_list(tensors: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """The weights back in Keras get_weights() order: sorted by name (``weight_names``)."""
     return [tensors[name] for name in sorted(tensors)]
 
 
@@ -228,9 +233,12 @@ class StreamedMessage:
 
     @property
     def layout(self) -> Layout:
+        """Each tensor's (shape, dtype) by name, from the header."""
         return self._header.layout
 
     def chunks(self) -> Iterator[Chunk]:
+        """(name, first flat index, 1-D values) pieces read from the file, as Message.chunks;
+        each call reads the tensors again from the start."""
         self._file.seek(self._start + self._header.data_start)
         return _widening(self._header.read_chunks(self._file, CHUNK_BYTES))
 
@@ -273,6 +281,8 @@ def _int_field(metadata: Mapping[str, str], key: str) -> int:
 
 
 def parse_client_id(metadata: Mapping[str, str]) -> int:
+    """The sender's client id from an init's metadata; MalformedRequest (400) if it is
+    missing or not an integer."""
     return _int_field(metadata, META_CLIENT_ID)
 
 

@@ -65,6 +65,7 @@ def compile_pipeline(output: Path, num_clients: int, base_image: str | None = No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: compile to ``--output``; the exit status (1 if the check failed)."""
     from pipelines.fl_pipeline import default_num_clients
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.compile", description=__doc__)

@@ -1,5 +1,7 @@
 """The KFP v2 pipeline: per-run Service, aggregator and N parallel clients, always torn down.
 
+The task graph:
+
     ExitHandler(exit_task = delete_service)      deletes the Service and the volume
       create_service             -> Service fl-<run id>, its URL and a per-run token
       create_checkpoint_volume   -> PVC fl-<run id>-checkpoint

@@ -18,6 +18,9 @@ _CLEAR = "\r\x1b[K"
 
 
 class LiveStatus:
+    """The status line of one local run, fed the aggregator's log lines; ``interactive``
+    (default: whether ``stream`` is a terminal) turns the in-place line on."""
+
     def __init__(self, stream: TextIO = sys.stdout, interactive: bool | None = None) -> None:
         self.stream = stream
         self.interactive = stream.isatty() if interactive is None else interactive
@@ -39,6 +42,7 @@ class LiveStatus:
         self.draw()
 
     def text(self) -> str:
+        """The status line: rounds done, the open round's reported clients, seconds so far."""
         total = f"/{self.rounds_total}" if self.rounds_total else ""
         elapsed = time.monotonic() - self.started
         open_round = (self.clients and self.open_round > self.rounds_done
@@ -48,6 +52,7 @@ class LiveStatus:
         return f"[status] rounds done {self.rounds_done}{total}{current}, {elapsed:.0f} s"
 
     def draw(self) -> None:
+        """Rewrite the status line in place; nothing when not on a terminal."""
         if self.interactive:
             with self._lock:
                 self.stream.write(_CLEAR + self.text())
@@ -63,6 +68,7 @@ class LiveStatus:
         self.draw()
 
     def close(self) -> None:
+        """Clear the status line, so that what is printed next starts on a clean line."""
         if self.interactive:
             with self._lock:
                 self.stream.write(_CLEAR)

@@ -66,6 +66,9 @@ class DagFailed(RuntimeError):
 
 @dataclass
 class RunResult:
+    """How a local run ended: its id and directory, whether it succeeded (else its first
+    failure message) and the outputs of each task by name."""
+
     run_id: str
     run_dir: Path
     succeeded: bool
@@ -101,6 +104,8 @@ class LocalRunner:
         return values
 
     def run(self, arguments: Mapping[str, str] | None = None) -> RunResult:
+        """Run the pipeline with ``arguments`` over its defaults (the aggregator on a free
+        port unless given one); a failed task ends up in the result, not raised."""
         values = self.resolve_arguments(dict(arguments or {}))
         if "aggregator_port" in values and "aggregator_port" not in (arguments or {}):
             values["aggregator_port"] = free_port()
@@ -298,12 +303,15 @@ def run_together(target: Callable[..., None], calls: Sequence[tuple]) -> None:
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it), for a local aggregator."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
 def print_summary(result: RunResult) -> None:
+    """Print how the run ended: the final model's test metrics, the run's other metrics,
+    and where its outputs, logs and HTML report are."""
     print(f"\nrun {result.run_id}: {'SUCCEEDED' if result.succeeded else 'FAILED'}")
     aggregator = result.outputs.get("aggregator", {}).get("artifacts", {})
     exported = result.outputs.get("export-model", {}).get("artifacts", {})
@@ -324,6 +332,8 @@ def print_summary(result: RunResult) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: run the compiled pipeline here; the exit status (0 succeeded,
+    1 the run failed, 2 bad arguments or no pipeline YAML)."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.local_run", description=__doc__)
     parser.add_argument("--pipeline", type=Path, default=Path("compiled/fl_pipeline.yaml"))
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))

@@ -257,6 +257,7 @@ def loopback_create_checkpoint_volume(parameters: Mapping[str, Any],
 
 
 def loopback_delete_service(parameters: Mapping[str, Any], env: Mapping[str, str]) -> dict:
+    """Locally there is no Service or PVC to delete: it only says what it would delete."""
     from server_component.k8s_objects import checkpoint_pvc_name, service_name
 
     run_id = env["KFP_RUN_ID"]
@@ -274,7 +275,7 @@ LOOPBACK_TASKS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], dict]
 
 def local_mounts(platform_executor: Mapping[str, Any], pvc_name_of: Callable[[dict], str],
                  run_dir: Path) -> dict[str, Path]:
-    """mount path -> local directory standing in for each PVC the task mounts."""
+    """Mount path -> local directory standing in for each PVC the task mounts."""
     mounts = {}
     for mount in platform_executor.get("pvcMount", []):
         if not mount.get("mountPath"):

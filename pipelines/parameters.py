@@ -103,6 +103,7 @@ def cast_parameters(values: Mapping[str, Any], definitions: Mapping[str, Any]) -
 
 
 def root_parameters(pipeline_yaml: Path) -> dict[str, Any]:
+    """The pipeline's parameter definitions (name -> type, default, ...) from its YAML."""
     ir = next(yaml.safe_load_all(Path(pipeline_yaml).read_text()))
     return ir["root"].get("inputDefinitions", {}).get("parameters", {})
 

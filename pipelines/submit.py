@@ -47,6 +47,7 @@ class SubmitError(RuntimeError):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: connection and credential flags, then upload, run or list."""
     p = argparse.ArgumentParser(prog="python -m pipelines.submit", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default=os.environ.get("KFP_HOST"),
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def positive_seconds(raw: str) -> float:
+    """An argparse type: a number of seconds > 0 (a zero poll would hammer the API)."""
     value = float(raw)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {raw}")
@@ -109,6 +111,7 @@ def auth_headers(args: argparse.Namespace) -> dict[str, str]:
 
 
 def in_cluster_token() -> str:
+    """The pod's projected KFP token; SubmitError when this is not such a pod."""
     path = IN_CLUSTER_TOKEN
     try:
         return Path(path).read_text().strip()
@@ -134,6 +137,7 @@ def check_reachable(host: str, headers: dict[str, str]) -> None:
 
 
 def make_client(args: argparse.Namespace):
+    """A kfp.Client with these credentials, in namespace ``kubeflow`` unless one is given."""
     import kfp
 
     credentials = None
@@ -145,6 +149,8 @@ def make_client(args: argparse.Namespace):
 
 
 def upload(client, args: argparse.Namespace) -> str:
+    """Upload the package as a new pipeline, or as a new version of the pipeline of that name
+    if it exists; the pipeline's id."""
     pipeline_id = client.get_pipeline_id(args.name)
     if pipeline_id is None:
         pipeline = client.upload_pipeline(str(args.package), pipeline_name=args.name)
@@ -159,6 +165,8 @@ def upload(client, args: argparse.Namespace) -> str:
 
 
 def run(client, args: argparse.Namespace) -> int:
+    """Create a run of the package with the ``--arg`` values, checked first as the backend
+    would; with ``--wait`` follow it. The exit status: 1 if a followed run did not succeed."""
     definitions = root_parameters(args.package)
     arguments = typed_arguments(definitions, parse_pairs(args.arg))
     check_arguments(with_defaults(definitions, parse_pairs(args.arg)))
@@ -203,6 +211,7 @@ def follow(client, run_id: str, timeout: float, poll: float,
 
 
 def list_runs(client, args: argparse.Namespace) -> int:
+    """Print the latest runs as a table: id, name, state, created, duration, key parameters."""
     experiment_id = None
     if args.experiment:
         experiment_id = client.get_experiment(experiment_name=args.experiment,
@@ -234,10 +243,12 @@ def _state(api_run) -> str:
 
 
 def run_url(host: str, run_id: str) -> str:
+    """The run's page in the KFP UI."""
     return f"{host.rstrip('/')}/#/runs/details/{run_id}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; the exit status (2 for an error, printed as one line)."""
     args = build_parser().parse_args(argv)
     credentials_from_env(args)
     try:

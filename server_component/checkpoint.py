@@ -48,11 +48,13 @@ class RunInfo:
     architecture: str = ""  # the adopted init's model, as its framework serialised it
 
     def to_json(self) -> dict:
+        """The JSON a checkpoint stores (client ids as string keys); ``from_json`` reads it."""
         return {"partitions": {str(c): p for c, p in self.partitions.items()},
                 "settings": self.client_settings, "architecture": self.architecture}
 
     @classmethod
     def from_json(cls, data: Mapping) -> RunInfo:
+        """Read ``to_json``'s JSON back; missing keys (older checkpoints) give empty values."""
         return cls({int(c): p for c, p in data.get("partitions", {}).items()},
                    dict(data.get("settings", {})), data.get("architecture", ""))
 

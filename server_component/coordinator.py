@@ -213,6 +213,7 @@ class RoundCoordinator:
 
     @property
     def failure(self) -> str | None:
+        """Why the run failed (a round missed its quorum at the deadline); None if it has not."""
         with self._cond:
             return self._failure
 
@@ -253,6 +254,7 @@ class RoundCoordinator:
         return self._clock() - self._started
 
     def status(self) -> Status:
+        """The run's position, as ``GET /v1/status`` answers it."""
         with self._cond:
             open_round = self._open
             return Status(

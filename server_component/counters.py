@@ -28,19 +28,23 @@ class Counters:
         self._counts = Counts()
 
     def update_accepted(self, body_bytes: int) -> None:
+        """Count an update folded into its round, and its body's bytes."""
         with self._lock:
             self._counts.updates_accepted += 1
             self._counts.bytes_received += body_bytes
 
     def update_duplicate(self) -> None:
+        """Count a client's identical re-send of an update already accepted."""
         with self._lock:
             self._counts.updates_duplicate += 1
 
     def rejected(self, code: str) -> None:
+        """Count a refused request under its error code (``ProtocolError.code``)."""
         with self._lock:
             self._counts.rejected[code] = self._counts.rejected.get(code, 0) + 1
 
     def model_sent(self, body_bytes: int) -> None:
+        """Count the bytes of a model body served to a client."""
         with self._lock:
             self._counts.bytes_sent += body_bytes
 
@@ -51,5 +55,6 @@ class Counters:
             return self._counts.rounds_closed
 
     def snapshot(self) -> Counts:
+        """The counts now, copied, so that later counting does not change them."""
         with self._lock:
             return dataclasses.replace(self._counts, rejected=dict(self._counts.rejected))

@@ -18,6 +18,9 @@ MAX_COUNT = 2**53  # exact in float64, and far from int64 overflow when summed
 
 @dataclass(frozen=True)
 class EvaluationCounts:
+    """Confusion-matrix and, for two classes, ROC counts of a final evaluation: one client's,
+    or the sum over clients (``+``)."""
+
     confusion: np.ndarray  # (k, k) int64: rows are true classes, columns predicted
     thresholds: tuple[float, ...] = ()  # binary tasks: the ROC's fixed thresholds
     tp: np.ndarray | None = None  # true positives at each threshold (score >= t)
@@ -56,6 +59,7 @@ class EvaluationCounts:
         return cls(confusion, thresholds, tp, fp)
 
     def compatible(self, other: EvaluationCounts) -> bool:
+        """Whether the two can be summed: the same classes and the same ROC thresholds."""
         return (self.confusion.shape == other.confusion.shape
                 and self.thresholds == other.thresholds)
 
@@ -81,6 +85,8 @@ class EvaluationCounts:
                 list(self.thresholds[::-1]))
 
     def to_json(self) -> dict:
+        """The evaluation output: the confusion matrix with its categories and, with ROC
+        counts, the ROC curve as ``roc_curve`` gives it."""
         categories, matrix = self.confusion_matrix()
         result: dict = {"confusion_matrix": {"categories": categories, "matrix": matrix}}
         roc = self.roc_curve()

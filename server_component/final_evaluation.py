@@ -39,6 +39,7 @@ class FinalEvaluations:
 
     @property
     def client_ids(self) -> list[int]:
+        """The clients that sent an evaluation (said done), in ascending order."""
         return sorted(self._by_client)
 
     def metrics(self) -> dict[str, float]:
@@ -48,9 +49,11 @@ class FinalEvaluations:
         return weighted_metrics(metrics, weights) if metrics else {}
 
     def per_client(self) -> dict[int, dict[str, float]]:
+        """Each client's own metrics, by client id."""
         return {c: dict(e.metrics) for c, e in sorted(self._by_client.items())}
 
     def examples(self) -> dict[int, int]:
+        """How many test examples each client evaluated on, by client id."""
         return {c: e.num_examples for c, e in sorted(self._by_client.items())}
 
     def counts(self) -> EvaluationCounts | None:

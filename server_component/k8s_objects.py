@@ -60,14 +60,17 @@ def service_name(run_id: str) -> str:
 
 
 def checkpoint_pvc_name(run_id: str) -> str:
+    """The run's checkpoint volume (PVC): ``<service name>-checkpoint``."""
     return f"{service_name(run_id)}-checkpoint"
 
 
 def aggregator_selector(run_id: str) -> dict[str, str]:
+    """The Service's pod selector: this run's aggregator pod, and no other run's."""
     return {RUN_ID_LABEL: run_id, ROLE_LABEL: AGGREGATOR_ROLE}
 
 
 def aggregator_url(run_id: str, namespace: str, port: int) -> str:
+    """The aggregator's URL inside the cluster, through the run's Service."""
     return f"http://{service_name(run_id)}.{namespace}.svc.cluster.local:{port}"
 
 

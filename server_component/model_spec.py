@@ -18,6 +18,8 @@ SUPPORTED_DTYPES = frozenset({np.dtype(np.float32), np.dtype(np.float16), np.dty
 
 @dataclass(frozen=True)
 class TensorSpec:
+    """One tensor of the global model: its shape and dtype."""
+
     shape: tuple[int, ...]
     dtype: np.dtype
 
@@ -30,6 +32,8 @@ class ModelSpec:
 
     @classmethod
     def of(cls, tensors: Mapping[str, np.ndarray]) -> ModelSpec:
+        """The spec of an init's tensors; MalformedRequest (400) for a dtype other than
+        float16, float32 or float64."""
         for name, array in tensors.items():
             if array.dtype not in SUPPORTED_DTYPES:
                 raise MalformedRequest(
@@ -39,10 +43,12 @@ class ModelSpec:
 
     @property
     def layout(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Each tensor's (shape, dtype) by name."""
         return {name: (t.shape, t.dtype) for name, t in self.tensors.items()}
 
     @property
     def num_parameters(self) -> int:
+        """The number of scalar parameters over all tensors."""
         return sum(int(np.prod(t.shape)) for t in self.tensors.values())
 
     def check(self, tensors: Mapping[str, np.ndarray]) -> None:
@@ -68,5 +74,7 @@ class ModelSpec:
 
     @staticmethod
     def check_finite(name: str, values: np.ndarray) -> None:
+        """Raise IncompatibleUpdate if ``values`` of tensor ``name`` (all of it, or a chunk)
+        hold NaN or Inf."""
         if not all_finite(values):
             raise IncompatibleUpdate(f"tensor {name!r} holds NaN or Inf values")

@@ -24,6 +24,7 @@ class CoordinatorCollector:
         self.coordinator = coordinator
 
     def collect(self):
+        """The metric families of one scrape, read from the coordinator at that moment."""
         c = self.coordinator
         status = c.status()
         counters = c.counters.snapshot()
@@ -60,12 +61,15 @@ def _le(bound: float) -> str:
 
 
 def metrics_text(coordinator: RoundCoordinator) -> bytes:
+    """The ``/metrics`` body: the coordinator's metrics in Prometheus text format."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(CoordinatorCollector(coordinator))
     return generate_latest(registry)
 
 
 def status_page(coordinator: RoundCoordinator) -> str:
+    """The status page at ``/`` (HTML): phase, round, strategy, who reported and who is done,
+    the last round's metrics and why the run failed, if it did; it reloads every 5 s."""
     s = coordinator.status()
     metrics = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>"
                       for k, v in sorted(s.last_metrics.items()))

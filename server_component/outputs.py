@@ -40,6 +40,7 @@ class OutputPaths:
                    out / EVALUATION)
 
     def directories(self) -> list[Path]:
+        """Every directory the outputs go in, each once, for creating them before writing."""
         files = (self.round_metrics, self.client_metrics, self.report, self.evaluation)
         return list(dict.fromkeys([self.model_dir, *(f.parent for f in files if f)]))
 

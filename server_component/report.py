@@ -37,6 +37,9 @@ th { background: #f3f3f3; } td.l, th.l { text-align: left; }
 
 @dataclass
 class ReportData:
+    """Everything the HTML report shows, gathered by ``write_outputs``: the settings, the
+    round history, the final evaluation, the clients' partitions, totals and any failure."""
+
     parameters: Mapping[str, object]
     num_clients: int
     history: Sequence[RoundRecord]

@@ -36,10 +36,12 @@ class AggregatorServer:
 
     @property
     def url(self) -> str:
+        """The address it listens on (127.0.0.1 for a wildcard bind), with the bound port."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         return f"http://{host}:{self.port}"
 
     def start(self) -> AggregatorServer:
+        """Serve in a background thread and log ``event=listening``; returns itself."""
         self._thread.start()
         log.info("event=listening url=%s", self.url)
         return self

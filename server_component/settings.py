@@ -63,8 +63,10 @@ class AggregatorConfig:
 
     @property
     def max_update_bytes(self) -> int:
+        """``max_update_mb`` in bytes: the largest init or update body accepted."""
         return int(self.max_update_mb * 1024 * 1024)
 
     @property
     def server_threads(self) -> int:
+        """Waitress worker threads: ``threads``, or one per client plus 4 when it is 0."""
         return self.threads or self.num_clients + 4

@@ -71,6 +71,9 @@ def trimmed_mean(updates: Sequence[Sequence[np.ndarray]], beta: float) -> NDArra
 
 @dataclass(frozen=True)
 class AdamParams:
+    """FedAdam's server optimizer (Flower's defaults): step size ``eta``, moment decays
+    ``beta_1`` and ``beta_2``, and ``tau``, added to sqrt(v) so the step stays finite."""
+
     eta: float = 0.1
     beta_1: float = 0.9
     beta_2: float = 0.99
@@ -161,6 +164,7 @@ class RunningWeightedSum:
         return self
 
     def add(self, tensors: Mapping[str, np.ndarray], weight: float) -> None:
+        """Fold an update held in memory, as ``add_chunks`` folds a streamed one."""
         layout = {name: (a.shape, a.dtype) for name, a in tensors.items()}
         chunks = ((name, 0, np.ravel(a)) for name, a in tensors.items())
         self.add_chunks(layout, chunks, weight)
@@ -210,6 +214,7 @@ class NormalizedSum(RunningWeightedSum):
         self.examples, self.weighted_norms = 0, 0.0
 
     def reset(self) -> NormalizedSum:
+        """Start a new round: the sums and both totals start again from zero."""
         super().reset()
         self.examples, self.weighted_norms = 0, 0.0
         return self
@@ -229,6 +234,7 @@ class UpdateList:
         return self
 
     def add(self, tensors: Mapping[str, np.ndarray], weight: int) -> None:
+        """Keep the update; ``weight`` is unused (the robust strategies are unweighted)."""
         self.updates.append(dict(tensors))  # decoded arrays are already private copies
 
 
@@ -270,6 +276,7 @@ class Strategy(ABC):
 
     @property
     def keeps_all_updates(self) -> bool:
+        """Whether a round holds every update in memory, O(N x model)."""
         return self.accumulator_type.keeps_all_updates
 
     def bind(self, num_clients: int) -> None:
@@ -328,10 +335,12 @@ class FedAvg(Strategy):
 
     def aggregate(self, accumulator: RunningWeightedSum, current: Tensors | None,
                   server_round: int) -> Tensors:
+        """The examples-weighted average, in the global model's dtypes (else the updates')."""
         return accumulator.average(_dtypes(current) if current else None)
 
     def aggregate_into(self, accumulator: RunningWeightedSum, current: Tensors | None,
                        server_round: int, out: Mapping[str, np.ndarray]) -> None:
+        """Average straight into ``out``: no model-sized temporary."""
         accumulator.average_into(out)
 
 
@@ -354,6 +363,7 @@ class FedAvgM(Strategy):
 
     def aggregate(self, accumulator: RunningWeightedSum, current: Tensors,
                   server_round: int) -> Tensors:
+        """One ``fedavgm_step`` from this round's average; the velocity carries over."""
         names = sorted(current)
         averaged = accumulator.average(_dtypes(current))
         new, velocity = fedavgm_step(
@@ -364,9 +374,11 @@ class FedAvgM(Strategy):
         return dict(zip(names, new, strict=True))
 
     def state(self) -> Tensors:
+        """The velocity as ``velocity/<name>`` tensors (none before the first round)."""
         return {f"velocity/{k}": a for k, a in (self._velocity or {}).items()}
 
     def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore the velocity from the ``velocity/<name>`` tensors."""
         if state:
             self._velocity = {k.removeprefix("velocity/"): a for k, a in state.items()}
 
@@ -384,6 +396,7 @@ class FedAdam(Strategy):
 
     def aggregate(self, accumulator: RunningWeightedSum, current: Tensors,
                   server_round: int) -> Tensors:
+        """One ``fedadam_step`` from this round's average; the moments carry over."""
         names = sorted(current)
         averaged = accumulator.average(_dtypes(current))
         new, m, v = fedadam_step(
@@ -395,12 +408,14 @@ class FedAdam(Strategy):
         return dict(zip(names, new, strict=True))
 
     def state(self) -> Tensors:
+        """The moments as ``m/<name>`` and ``v/<name>`` tensors (none before the first round)."""
         if self._m is None or self._v is None:
             return {}
         return {**{f"m/{k}": a for k, a in self._m.items()},
                 **{f"v/{k}": a for k, a in self._v.items()}}
 
     def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore the moments from the ``m/<name>`` and ``v/<name>`` tensors."""
         if state:
             self._m = {k[2:]: a for k, a in state.items() if k.startswith("m/")}
             self._v = {k[2:]: a for k, a in state.items() if k.startswith("v/")}
@@ -428,12 +443,15 @@ class FedNova(Strategy):
         self.name = "fednova" + (f":{max_extrapolation:g}" if max_extrapolation != 1 else "")
 
     def check_update(self, meta: wire.UpdateMeta, layout: wire.Layout) -> None:
+        """Refuse (400) an update without ``local_steps``: its step norm would be unknown."""
         if meta.local_steps is None:
             raise MalformedRequest(f"strategy fednova needs the update's {wire.META_LOCAL_STEPS!r}"
                                    " metadata: the optimizer steps it took this round")
 
     def fold(self, accumulator: NormalizedSum, message: wire.Message | wire.StreamedMessage,
              meta: wire.UpdateMeta) -> None:
+        """Add the update weighted by examples / step norm a_i, and total the examples and
+        examples x a_i."""
         norm = wire.step_norm(meta.local_steps, meta.momentum)
         # sum_i (n_i / a_i) y_i and sum_i n_i / a_i; with sum n_i and sum n_i a_i that is
         # all the normalised step needs, so memory stays one running sum.
@@ -443,6 +461,7 @@ class FedNova(Strategy):
 
     def aggregate(self, accumulator: NormalizedSum, current: Tensors,
                   server_round: int) -> Tensors:
+        """``fednova_step``, computed from the running sums instead of every update."""
         # x - tau_eff * sum_i p_i (x - y_i) / a_i  ==  x + scale * (avg - x), avg being the
         # running sum's average (weights n_i / a_i), scale = tau_eff * sum_i (n_i / a_i) / N.
         averaged = accumulator.average(_dtypes(current))
@@ -473,13 +492,16 @@ class Scaffold(Strategy):
         self.num_clients = 1
 
     def bind(self, num_clients: int) -> None:
+        """Keep the number of clients: c moves by the share of them that took part."""
         self.num_clients = num_clients
 
     def initial_model(self, tensors: Tensors) -> Tensors:
+        """The init's weights plus the server's control variate c, zero, as ``control/<name>``."""
         return {**tensors, **{wire.control_name(name): np.zeros_like(array)
                               for name, array in tensors.items()}}
 
     def check_update(self, meta: wire.UpdateMeta, layout: wire.Layout) -> None:
+        """Refuse (422) an update without ``control/<name>`` tensors."""
         if not any(name.startswith(wire.CONTROL_PREFIX) for name in layout):
             raise IncompatibleUpdate(
                 f"strategy {self.name} needs the change of the client's control variate as "
@@ -488,6 +510,8 @@ class Scaffold(Strategy):
 
     def aggregate(self, accumulator: RunningWeightedSum, current: Tensors,
                   server_round: int) -> Tensors:
+        """The weights move ``server_lr`` of the way to their average; c moves by the average
+        change of c_i times the share of clients that took part."""
         averaged = accumulator.average(_dtypes(current))
         share = accumulator.count / self.num_clients
         out = {}
@@ -508,6 +532,7 @@ class Median(Strategy):
     accumulator_type = UpdateList
 
     def aggregate(self, accumulator: UpdateList, current: Tensors, server_round: int) -> Tensors:
+        """The coordinate-wise median of the round's updates, in the model's dtypes."""
         names = sorted(current)
         med = coordinate_median([[u[n] for n in names] for u in accumulator.updates])
         return _cast_like(dict(zip(names, med, strict=True)), current)
@@ -527,6 +552,8 @@ class TrimmedMean(Strategy):
         self.name = f"trimmed-mean:{beta:g}"
 
     def aggregate(self, accumulator: UpdateList, current: Tensors, server_round: int) -> Tensors:
+        """The coordinate-wise ``beta``-trimmed mean of the round's updates, in the model's
+        dtypes."""
         names = sorted(current)
         mean = trimmed_mean([[u[n] for n in names] for u in accumulator.updates], self.beta)
         return _cast_like(dict(zip(names, mean, strict=True)), current)

@@ -20,18 +20,30 @@ from server_component.settings import AggregatorConfig
 
 
 class FileArtifact(Protocol):
+    """A KFP output artifact backed by a file: the task writes ``path`` and fills ``metadata``."""
+
     path: str
     metadata: dict
 
 
 class MetricsArtifact(Protocol):
-    def log_metric(self, name: str, value: float) -> None: ...
+    """KFP's Metrics artifact: scalar metrics the run's UI lists."""
+
+    def log_metric(self, name: str, value: float) -> None:
+        """Record one scalar metric."""
+        ...
 
 
 class ClassificationArtifact(Protocol):
-    def log_confusion_matrix(self, categories: list, matrix: list) -> None: ...
+    """KFP's ClassificationMetrics artifact: a confusion matrix and a ROC curve the UI draws."""
 
-    def log_roc_curve(self, fpr: list, tpr: list, threshold: list) -> None: ...
+    def log_confusion_matrix(self, categories: list, matrix: list) -> None:
+        """Record the confusion matrix: rows are true classes, columns predicted ones."""
+        ...
+
+    def log_roc_curve(self, fpr: list, tpr: list, threshold: list) -> None:
+        """Record the ROC curve: false and true positive rates at each threshold."""
+        ...
 
 
 # The component's output artifacts, by input name; every other input is a setting.

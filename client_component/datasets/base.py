@@ -28,6 +28,7 @@ class ImageFiles:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """(N, H, W, C) of the decoded array: every image is resized to ``image_size``."""
         return (len(self), self.image_size, self.image_size, self.channels)
 
 
@@ -52,6 +53,7 @@ class Dataset:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        """The shape of one example, the model's input: (F,) or (H, W, C)."""
         return tuple(self.x_train.shape[1:])
 
 

@@ -8,6 +8,7 @@ from client_component.datasets.base import Dataset, stratified_split
 
 
 def breast_cancer(seed: int = 0, test_fraction: float = 0.2) -> Dataset:
+    """The table, split ``test_fraction`` for testing, stratified by diagnosis."""
     from sklearn.datasets import load_breast_cancer
 
     bunch = load_breast_cancer()

@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 def csv_table(path: str | Path, label_column: str = "", seed: int = 0,
               test_fraction: float = 0.2) -> Dataset:
+    """The table at ``path`` (a CSV with ``label_column``, or a directory of per-class CSVs),
+    classes numbered in sorted order, split ``test_fraction`` for testing."""
     source = Path(path)
     if source.is_dir():
         frame, classes = _one_file_per_class(source)

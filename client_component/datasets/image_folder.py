@@ -19,6 +19,8 @@ SPLITS = ("train", "val", "test")
 
 def image_folder(root: str | Path, image_size: int = 28, channels: int = 1, seed: int = 0,
                  test_fraction: float = 0.2) -> Dataset:
+    """The images under ``root``, classes in sorted folder order; the folder's own train/test
+    (and val) splits if it has them, else a ``test_fraction`` split."""
     base = Path(root)
     if not base.is_dir():
         raise DatasetError(f"image folder not found: {str(root)!r}")

@@ -12,6 +12,7 @@ REQUIRED = ("train_images", "train_labels", "test_images", "test_labels")
 
 
 def medmnist_npz(path: str | Path) -> Dataset:
+    """A MedMNIST file's splits as they are, the images scaled to [0, 1]."""
     file = Path(path)
     if not file.is_file():
         raise DatasetError(f"npz file not found: {str(path)!r}")

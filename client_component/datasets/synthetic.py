@@ -8,6 +8,7 @@ from client_component.datasets.base import Dataset
 
 
 def synthetic_images(seed: int = 0, n: int = 240, size: int = 8) -> Dataset:
+    """``n`` noisy ``size`` x ``size`` grayscale images, the first 80% for training."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, size=n)
     x = rng.normal(0.0, 0.3, size=(n, size, size, 1)).astype(np.float32)
