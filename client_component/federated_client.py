@@ -98,9 +98,9 @@ def _post_init(aggregator: AggregatorClient, learner: Learner, config: ClientCon
     reports and exports: partition statistics, training settings, the architecture."""
     settings = {**config.report_settings(),
                 "framework": getattr(learner, "framework", type(learner).__name__)}
-    return aggregator.post_init(learner.get_weights(), config.client_id,
-                                getattr(learner, "partition_stats", None), settings,
-                                getattr(learner, "architecture", None))
+    meta = wire.InitMeta(config.client_id, getattr(learner, "partition_stats", None) or {},
+                         settings, getattr(learner, "architecture", None) or "")
+    return aggregator.post_init(learner.get_weights(), meta)
 
 
 def _retrying(aggregator: AggregatorClient, config: ClientConfig, what: str,

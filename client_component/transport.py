@@ -5,7 +5,6 @@ the JSON fields of ``contract.messages``."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -86,19 +85,11 @@ class AggregatorClient:
             raise _error(response, "GET status")
         return Status.from_json(response.json())
 
-    def post_init(self, weights: list[np.ndarray], client_id: int,
-                  partition_stats: dict | None = None, settings: dict | None = None,
-                  architecture: str | None = None) -> bool:
-        """Offer ``weights`` as model version 0, with what the aggregator reports about the
-        run; True if it adopted them, False if another client's init came first."""
-        metadata = {wire.META_CLIENT_ID: str(client_id)}
-        if partition_stats:
-            metadata[wire.META_PARTITION] = json.dumps(partition_stats, sort_keys=True)
-        if settings:
-            metadata[wire.META_SETTINGS] = json.dumps(settings, sort_keys=True)
-        if architecture:
-            metadata[wire.META_ARCHITECTURE] = architecture
-        body = wire.EncodedParts(wire.tensors_from_list(weights), metadata)
+    def post_init(self, weights: list[np.ndarray], meta: wire.InitMeta | int) -> bool:
+        """Offer ``weights`` as model version 0, with what the client says about itself (or
+        just its id); True if adopted, False if another client's init came first."""
+        meta = meta if isinstance(meta, wire.InitMeta) else wire.InitMeta(meta)
+        body = wire.EncodedParts(wire.tensors_from_list(weights), meta.to_metadata())
         return self._post("/v1/init", body).status_code == INIT_ADOPTED
 
     def fetch_model(self, version: int, max_wait_s: float = 3600.0,

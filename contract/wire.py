@@ -88,6 +88,28 @@ class Message:
 
 
 @dataclass(frozen=True)
+class InitMeta:
+    """What a client says about itself when it offers model version 0 (``POST /v1/init``);
+    only ``client_id`` is required, the rest is informative (the report shows it)."""
+
+    client_id: int
+    partition: dict = field(default_factory=dict)  # {"examples": n, "labels": [per class]}
+    settings: dict = field(default_factory=dict)  # how the client trains
+    architecture: str = ""  # the model as its framework serialises it (Keras JSON)
+
+    def to_metadata(self) -> dict[str, str]:
+        """The init's safetensors metadata (absent parts are left out)."""
+        meta = {META_CLIENT_ID: str(self.client_id)}
+        if self.partition:
+            meta[META_PARTITION] = json.dumps(self.partition, sort_keys=True)
+        if self.settings:
+            meta[META_SETTINGS] = json.dumps(self.settings, sort_keys=True)
+        if self.architecture:
+            meta[META_ARCHITECTURE] = self.architecture
+        return meta
+
+
+@dataclass(frozen=True)
 class UpdateMeta:
     """What a client says about its update, read from the safetensors header."""
 
@@ -280,10 +302,13 @@ def _int_field(metadata: Mapping[str, str], key: str) -> int:
         raise MalformedRequest(f"metadata {key!r} must be an integer, got {raw!r}") from None
 
 
-def parse_client_id(metadata: Mapping[str, str]) -> int:
-    """The sender's client id from an init's metadata; MalformedRequest (400) if it is
-    missing or not an integer."""
-    return _int_field(metadata, META_CLIENT_ID)
+def parse_init_meta(metadata: Mapping[str, str]) -> InitMeta:
+    """Validate an init's metadata: MalformedRequest (400) for a missing or non-integer
+    client id, a partition or settings that is not a JSON object, an oversized architecture."""
+    return InitMeta(_int_field(metadata, META_CLIENT_ID),
+                    _json_object(metadata.get(META_PARTITION), META_PARTITION),
+                    _json_object(metadata.get(META_SETTINGS), META_SETTINGS),
+                    _architecture(metadata.get(META_ARCHITECTURE, "")))
 
 
 def parse_update_meta(metadata: Mapping[str, str]) -> UpdateMeta:
@@ -343,23 +368,12 @@ def _json_object(raw: str | None, key: str) -> dict:
     return value
 
 
-def parse_partition_stats(metadata: Mapping[str, str]) -> dict:
-    """The optional ``partition`` JSON object of an init ({} when absent)."""
-    return _json_object(metadata.get(META_PARTITION), META_PARTITION)
-
-
-def parse_architecture(metadata: Mapping[str, str]) -> str:
-    """The optional ``architecture`` of an init, kept opaque ("" when absent)."""
-    architecture = metadata.get(META_ARCHITECTURE, "")
+def _architecture(architecture: str) -> str:
+    """An init's architecture, kept opaque, within its size limit."""
     if len(architecture) > MAX_ARCHITECTURE_CHARS:
         raise MalformedRequest(f"metadata {META_ARCHITECTURE!r} is longer than "
                                f"{MAX_ARCHITECTURE_CHARS} characters")
     return architecture
-
-
-def parse_settings(metadata: Mapping[str, str]) -> dict:
-    """The optional ``settings`` JSON object of an init ({} when absent)."""
-    return _json_object(metadata.get(META_SETTINGS), META_SETTINGS)
 
 
 def parse_metrics(raw: str | None) -> dict[str, float]:

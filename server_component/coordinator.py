@@ -80,11 +80,8 @@ class RoundCoordinator:
 
     def submit_init(self, message: wire.Message) -> bool:
         """Adopt the first valid init as model version 0; later inits are ignored."""
-        client_id = wire.parse_client_id(message.metadata)
-        self._check_client(client_id)
-        partition = wire.parse_partition_stats(message.metadata)
-        settings = wire.parse_settings(message.metadata)
-        architecture = wire.parse_architecture(message.metadata)
+        meta = wire.parse_init_meta(message.metadata)
+        self._check_client(meta.client_id)
         ModelSpec.of(message.tensors).check(message.tensors)
         reserved = [n for n in message.tensors if n.startswith(wire.CONTROL_PREFIX)]
         if reserved:
@@ -94,18 +91,18 @@ class RoundCoordinator:
         spec = ModelSpec.of(served)
         with self._cond:
             self._raise_if_failed()
-            if partition:
-                self.run_info.partitions[client_id] = partition
-            if settings and not self.run_info.client_settings:
-                self.run_info.client_settings = settings
+            if meta.partition:
+                self.run_info.partitions[meta.client_id] = meta.partition
+            if meta.settings and not self.run_info.client_settings:
+                self.run_info.client_settings = meta.settings
             if self._version >= 0:
                 return False
-            self.run_info.architecture = architecture  # the adopted model's, kept opaque
+            self.run_info.architecture = meta.architecture  # the adopted model's, kept opaque
             self._spec = spec
             self._publish(served, version=0)
             self._checkpoint()
         log.info("event=init client=%d tensors=%d parameters=%d strategy=%s%s",
-                 client_id, len(spec.tensors), spec.num_parameters, self.strategy.name,
+                 meta.client_id, len(spec.tensors), spec.num_parameters, self.strategy.name,
                  " keeps_all_updates=true" if self.strategy.keeps_all_updates else "")
         return True
 

@@ -76,7 +76,7 @@ def test_refusals_carry_status_code_and_detail():
     agg = start_aggregator(num_clients=1, rounds=1)
     try:
         client = AggregatorClient(agg.url, TOKEN)
-        client.post_init(wire.tensors_to_list(small_weights()), client_id=0)
+        client.post_init(wire.tensors_to_list(small_weights()), wire.InitMeta(0))
         with pytest.raises(AggregatorError) as info:
             client.post_update([np.ones((3, 2), np.float32)], wire.UpdateMeta(0, 1, 5))
         assert info.value.status == 422 and info.value.code == "incompatible_update"

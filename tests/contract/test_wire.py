@@ -173,3 +173,18 @@ def test_encoded_parts_are_the_encoded_body_in_pieces():
     whole = wire.encode(tensors, {"round": "4"})
     assert len(parts) == len(whole)
     assert bytes(parts) == whole == b"".join(parts) == b"".join(parts)  # iterable twice
+
+
+def test_init_metadata_round_trips_and_only_the_client_id_is_required():
+    meta = wire.InitMeta(3, {"examples": 10, "labels": [4, 6]}, {"dataset": "npz"}, '{"k": 1}')
+    assert wire.parse_init_meta(meta.to_metadata()) == meta
+    assert wire.parse_init_meta({"client_id": "2"}) == wire.InitMeta(2)
+    assert wire.InitMeta(2).to_metadata() == {"client_id": "2"}
+
+
+@pytest.mark.parametrize("metadata", [{}, {"client_id": "x"}, {"client_id": "1", "partition": "[]"},
+                                      {"client_id": "1", "settings": "{not json"},
+                                      {"client_id": "1", "architecture": "x" * (5 << 20)}])
+def test_a_malformed_init_is_a_400(metadata):
+    with pytest.raises(MalformedRequest):
+        wire.parse_init_meta(metadata)
