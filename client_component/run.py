@@ -18,6 +18,7 @@ from typing import Any
 from client_component.datasets import DatasetError
 from client_component.partition import PartitionError
 from client_component.settings import ClientConfig
+from contract.credentials import CredentialError, token_client_id
 from contract.settings import SettingsError, from_values
 
 EXIT_OK, EXIT_RETRYABLE, EXIT_BAD_INPUT = 0, 1, 2
@@ -60,10 +61,14 @@ def run_logged(config: ClientConfig) -> int:
 
 
 def run_client_task(values: Mapping[str, Any]) -> None:
-    """The pipeline's client task: its inputs (one per setting) in, SystemExit on failure."""
+    """The pipeline's client task: its inputs (one per setting, and its ``credential``, the
+    client token that says which client it is) in, SystemExit on failure."""
+    values = dict(values)
+    credential = values.pop("credential")
     try:
+        values.update(client_id=token_client_id(credential), token=credential)
         config = from_values(ClientConfig, values)
-    except SettingsError as exc:
+    except (CredentialError, SettingsError) as exc:
         raise SystemExit(_failed(values.get("client_id", "?"), exc, EXIT_BAD_INPUT)) from None
     code = run_logged(config)
     if code:

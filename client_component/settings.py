@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from client_component.datasets import DATASETS
 from client_component.partition import PartitionError, parse_partition
+from contract import credentials
 from contract.settings import (
     CrossCheck,
     Namer,
@@ -51,6 +52,20 @@ def _client_id_in_run(values: Mapping, name: Namer) -> str | None:
     return f"{name('client_id')} must be in 0..{num_clients - 1}, got {client_id}"
 
 
+def _token_of_this_client(values: Mapping, name: Namer) -> str | None:
+    token = values["token"]
+    if not token.startswith(credentials.PREFIX + "."):
+        return None  # the run secret (tests, a person debugging a run) or no auth at all
+    try:
+        owner = credentials.token_client_id(token)
+    except credentials.CredentialError as exc:
+        return f"{name('token')}: {exc}"
+    if owner != values["client_id"]:
+        return (f"{name('token')} is client {owner}'s, but {name('client_id')} is "
+                f"{values['client_id']}")
+    return None
+
+
 def _data_for_dataset(values: Mapping, name: Namer) -> str | None:
     dataset = values["dataset"]
     if dataset in DATASETS_NEEDING_DATA and not values["data_uri"]:
@@ -68,12 +83,14 @@ class ClientConfig:
     server: str = setting(help="aggregator base URL, e.g. http://127.0.0.1:8080", wired=True,
                           report=False)
     client_id: int = setting(help="this client's id, 0..num_clients-1", check=at_least(0),
-                             wired=True, report=False)
+                             wired=True, task_input=False, report=False)
     num_clients: int = setting(help="clients taking part, ids 0..num_clients-1",
                                check=at_least(1), report=False)
     rounds: int = setting(help="federated rounds; the final model is version ROUNDS",
                           check=at_least(1), pipeline_default=5, report=False)
-    token: str = setting("", "aggregator bearer token", wired=True, secret=True, report=False)
+    token: str = setting("", "this client's bearer token (contract.credentials: fl1.<id>.<mac>, "
+                         "or the run secret)", wired=True, task_input=False, secret=True,
+                         report=False)
     # Data
     dataset: str = setting("breast_cancer", "`breast_cancer`, `npz` (MedMNIST), `image_folder`, "
                            "`csv`, `synthetic` (smoke tests)", check=one_of(DATASETS))
@@ -133,6 +150,7 @@ class ClientConfig:
                                        flag="--connect-timeout", report=False)
 
     cross_checks = (CrossCheck(("client_id", "num_clients"), _client_id_in_run),
+                    CrossCheck(("client_id", "token"), _token_of_this_client),
                     CrossCheck(("dataset", "data_uri"), _data_for_dataset))
 
     @property

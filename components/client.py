@@ -1,6 +1,5 @@
 """The client task and the fan-out that lists client ids for the ParallelFor."""
 
-from kfp import dsl
 from kfp.dsl import Input, Model, Output
 
 from client_component.settings import ClientConfig
@@ -9,23 +8,26 @@ from components.from_settings import settings_function
 from components.runtime import CLIENT_PACKAGES, PYTHON_IMAGE, TENSORFLOW_IMAGE
 
 
-@dsl.component(base_image=PYTHON_IMAGE)
-def client_ids(num_clients: int) -> list[int]:
-    """The ids 0..num_clients-1, one ParallelFor iteration each. Typed ``list[int]``: the
-    KFP backend then types each loop item NUMBER_INTEGER, as ``client.client_id`` is
-    declared; a bare ``list`` makes the items STRING and every client's driver refuses
-    them (``type mismatch: expect NUMBER_INTEGER, got string``)."""
+@runtime_component(["contract"], base_image=PYTHON_IMAGE)
+def client_credentials(num_clients: int, run_token: str) -> list[str]:
+    """One client token per client, 0..num_clients-1 (contract.credentials): each ParallelFor
+    iteration hands one to its client, which can then act only as that client; the run's
+    secret itself stays with the aggregator. Typed ``list[str]``: the KFP backend types each
+    loop item STRING, as ``client.credential`` is declared."""
+    from contract.credentials import client_tokens
+
     if num_clients < 1:
         raise ValueError(f"num_clients must be at least 1, got {num_clients}")
-    return list(range(num_clients))
+    return client_tokens(run_token, num_clients)
 
 
-# One input per client setting (client_component.settings.ClientConfig).
+# One input per client setting (client_component.settings.ClientConfig), and the client's
+# credential in place of its id and token (the id is part of the credential).
 client = runtime_component(["client_component", "contract"], base_image=TENSORFLOW_IMAGE,
                            packages_to_install=CLIENT_PACKAGES)(settings_function(
     "client", ClientConfig, "client_component.run:run_client_task",
     doc="Train on this client's data for every round, exchanging weights with the "
-        "aggregator."))
+        "aggregator.", extra=("credential: str",)))
 
 
 @runtime_component(["client_component", "contract"], base_image=TENSORFLOW_IMAGE,

@@ -109,7 +109,13 @@ def document(max_long_poll_s: float = DEFAULT_MAX_LONG_POLL_S, rounds: int | Non
                 "application/json": {"schema": {"$ref": "#/components/schemas/Done"}}}})},
         },
         "components": {"schemas": _schemas(num_clients),
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+                       "securitySchemes": {"bearer": {
+                           "type": "http", "scheme": "bearer", "description": (
+                               "A client's own token, fl1.<client id>.<mac> (HMAC-SHA256 of "
+                               "the run secret over 'fl-client:<client id>', base64url), or "
+                               "the run secret itself (operators). A client's token may "
+                               "read every call but init, update and done only for its own "
+                               "client id: another id is 401.")}}},
     }
 
 
@@ -187,7 +193,9 @@ def _public(summary: str, responses: dict) -> dict:
 def _guarded(summary: str, responses: dict, *, errors=(), body: dict | None = None,
              parameters: list | None = None, why: dict[int, str] | None = None) -> dict:
     """A token-guarded operation; ``why`` says when it answers an error status."""
-    refusals = {status: _error(status, (why or {}).get(status)) for status in (401, *errors)}
+    why = {401: "no token, a wrong one, or a client's token used for another client id",
+           **(why or {})}
+    refusals = {status: _error(status, why.get(status)) for status in (401, *errors)}
     operation = {"summary": summary, "security": [{"bearer": []}],
                  "responses": _responses({**responses, **refusals})}
     if body is not None:

@@ -302,6 +302,11 @@ def _int_field(metadata: Mapping[str, str], key: str) -> int:
         raise MalformedRequest(f"metadata {key!r} must be an integer, got {raw!r}") from None
 
 
+def client_id_of(metadata: Mapping[str, str]) -> int:
+    """The client id an init's or update's metadata says it comes from (400 if it has none)."""
+    return _int_field(metadata, META_CLIENT_ID)
+
+
 def parse_init_meta(metadata: Mapping[str, str]) -> InitMeta:
     """Validate an init's metadata: MalformedRequest (400) for a missing or non-integer
     client id, a partition or settings that is not a JSON object, an oversized architecture."""

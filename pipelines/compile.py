@@ -45,7 +45,7 @@ def compile_pipeline(output: Path, num_clients: int, base_image: str | None = No
     from pipelines.fl_pipeline import build_pipeline
 
     python_components = [service.create_service, service.create_checkpoint_volume,
-                         service.delete_service, aggregator.aggregator, client.client_ids]
+                         service.delete_service, aggregator.aggregator, client.client_credentials]
     for component in python_components if base_image else []:
         component.component_spec.implementation.container.image = base_image
     for tensorflow_component in (client.client, client.export_model):

@@ -3,13 +3,13 @@
 The task graph:
 
     ExitHandler(exit_task = delete_service)      deletes the Service and the volume
-      create_service             -> Service fl-<run id>, its URL and a per-run token
+      create_service             -> Service fl-<run id>, its URL and the run's secret token
       create_checkpoint_volume   -> PVC fl-<run id>-checkpoint
       aggregator(token, ...)     -> pod labelled fl-role=aggregator (+ pipeline/runid by KFP),
                                     the volume mounted for checkpoints, retried by KFP
       export_model(final_model)  -> the final model as Keras model.keras (+ raw weights)
-      ParallelFor(client_ids(num_clients), parallelism=0)
-          client(url, token, client_id, ...)   (with the data_pvc mounted when one is named)
+      ParallelFor(client_credentials(num_clients, token), parallelism=0)
+          client(url, credential, ...)   (its own token; data_pvc mounted when one is named)
 """
 
 
@@ -21,7 +21,7 @@ from kfp.dsl.pipeline_channel import PipelineParameterChannel
 
 from client_component.settings import ClientConfig
 from components.aggregator import aggregator
-from components.client import client, client_ids, export_model
+from components.client import client, client_credentials, export_model
 from components.service import create_checkpoint_volume, create_service, delete_service
 from pipelines.parameters import component_arguments, pipeline_parameters
 from pipelines.platform_spec import ExecutorNeeds
@@ -100,11 +100,12 @@ def _federated_run(p: dict[str, PipelineParameterChannel]) -> None:
         kubernetes.mount_pvc(server, pvc_name=volume.output, mount_path=CHECKPOINT_MOUNT)
         exported = _with_run_identity(export_model(final_model=server.outputs["final_model"]))
         exported.set_display_name("export-model").set_memory_request("2Gi")
-        ids = client_ids(num_clients=p["num_clients"]).set_caching_options(False)
-        with dsl.ParallelFor(ids.output, parallelism=0) as client_id:
-            arguments = component_arguments(
-                ClientConfig, p, server=service.outputs["url"], token=service.outputs["token"],
-                client_id=client_id)
+        credentials = client_credentials(num_clients=p["num_clients"],
+                                         run_token=service.outputs["token"])
+        credentials.set_caching_options(False)
+        with dsl.ParallelFor(credentials.output, parallelism=0) as credential:
+            arguments = component_arguments(ClientConfig, p, server=service.outputs["url"],
+                                            credential=credential)
             # A data volume is optional, and mounting an empty claim name would fail.
             with dsl.If(p["data_pvc"] != "", name="with-data-volume"):
                 worker = _client_task(arguments)

@@ -70,17 +70,16 @@ def parameters_table(num_clients_default: int) -> str:
 def component_arguments(cls: type, parameters: Mapping[str, Any], **wired: Any
                         ) -> dict[str, Any]:
     """The inputs of a component generated from ``cls`` (``components.from_settings``):
-    each setting from its pipeline parameter, the wired ones from ``wired``."""
-    arguments = {}
+    each setting from its pipeline parameter; the wired ones, and the component's own
+    extra inputs, from ``wired`` (a wired setting left out is a TypeError)."""
+    arguments = dict(wired)
     for item in settings_of(cls):
         if not item.spec.task_input:
             continue
-        if item.spec.wired:
-            arguments[item.name] = wired.pop(item.name)
-        else:
+        if not item.spec.wired:
             arguments[item.name] = parameters[item.parameter]
-    if wired:
-        raise TypeError(f"{cls.__name__} has no wired settings {sorted(wired)}")
+        elif item.name not in wired:
+            raise TypeError(f"{cls.__name__}.{item.name} is wired: give it to the component")
     return arguments
 
 _CASTS: dict[str, Callable[[Any], Any]] = {

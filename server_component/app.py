@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import hmac
 import math
 import threading
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import wrap_file
 
 from contract import openapi, wire
+from contract.credentials import Caller, identify
 from contract.errors import MalformedRequest, PayloadTooLarge, ProtocolError, Unauthorized
 from contract.messages import (
     INIT_ADOPTED,
@@ -71,11 +71,15 @@ def create_app(
 
     @app.before_request
     def authorize():
+        """Every /v1 call carries the run secret or a client's own token (contract.credentials);
+        who it is stays with the request for the calls that speak for a client."""
+        g.caller = Caller(None)
         if token and request.path.startswith(wire.API_PREFIX):
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            valid = hmac.compare_digest(given.encode(), token.encode())
-            if scheme != wire.TOKEN_SCHEME or not valid:
+            caller = identify(given, token) if scheme == wire.TOKEN_SCHEME else None
+            if caller is None:
                 raise Unauthorized("missing or wrong bearer token")
+            g.caller = caller
 
     @app.get("/healthz")
     def healthz():
@@ -100,6 +104,7 @@ def create_app(
     @app.post("/v1/init")
     def init():
         message = wire.decode(_read_body(max_update_bytes))
+        _require_caller_is(wire.client_id_of(message.metadata))
         adopted = coordinator.submit_init(message)
         return jsonify({"adopted": adopted}), INIT_ADOPTED if adopted else INIT_IGNORED
 
@@ -116,8 +121,9 @@ def create_app(
     @app.post("/v1/update")
     def update():
         with ingest:
-            outcome = coordinator.submit_update(_update_message(max_update_bytes),
-                                                body_size=request.content_length)
+            message = _update_message(max_update_bytes)
+            _require_caller_is(wire.client_id_of(message.metadata))
+            outcome = coordinator.submit_update(message, body_size=request.content_length)
         return jsonify({"status": outcome}), (UPDATE_ACCEPTED if outcome == "accepted"
                                               else UPDATE_DUPLICATE)
 
@@ -125,6 +131,7 @@ def create_app(
     def done():
         _checked_length(MAX_DONE_BYTES)
         report = DoneReport.from_json(request.get_json(silent=True))
+        _require_caller_is(report.client_id)
         counts = report.counts
         coordinator.submit_done(
             report.client_id, report.metrics, report.num_examples,
@@ -132,6 +139,14 @@ def create_app(
         return jsonify({"status": "ok"}), 200
 
     return app
+
+
+def _require_caller_is(client_id: int) -> None:
+    """A client's token speaks only for that client (401 otherwise, nothing is changed)."""
+    caller: Caller = g.caller
+    if not caller.may_act_for(client_id):
+        raise Unauthorized(f"the bearer token is client {caller.client_id}'s: it cannot act "
+                           f"for client {client_id}")
 
 
 def _checked_length(limit: int) -> int:

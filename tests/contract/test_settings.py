@@ -70,14 +70,14 @@ def test_every_command_line_setting_reaches_the_kubeflow_ui_with_the_same_defaul
         assert declared[item.parameter]["defaultValue"] == expected, item.flag
 
 
-@pytest.mark.parametrize("component, cls, extra", [("comp-client", ClientConfig, set()),
-                                                   ("comp-aggregator", AggregatorConfig,
-                                                    set(ARTIFACTS))])
-def test_the_components_take_one_input_per_setting(ir, component, cls, extra):
+@pytest.mark.parametrize("component, cls, own_inputs, extra", [
+    ("comp-client", ClientConfig, {"credential"}, set()),
+    ("comp-aggregator", AggregatorConfig, set(), set(ARTIFACTS))])
+def test_the_components_take_one_input_per_setting(ir, component, cls, own_inputs, extra):
     spec = ir["components"][component]
     inputs = spec["inputDefinitions"]["parameters"]
     settings = {s.name: s for s in settings_of(cls) if s.spec.task_input}
-    assert set(inputs) == set(settings)
+    assert set(inputs) == set(settings) | own_inputs
     for name, item in settings.items():
         assert inputs[name]["parameterType"] == KFP_TYPES[item.type], name
     outputs = set(spec.get("outputDefinitions", {}).get("artifacts", {}))
@@ -181,3 +181,16 @@ def _client_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="client")
     add_arguments(parser, ClientConfig, env={})
     return parser
+
+
+def test_a_client_token_must_be_this_clients(capsys):
+    from contract.credentials import client_token
+
+    base = ["--server", "http://x", "--num-clients", "4", "--rounds", "1"]
+    own = parse_command_line(_client_parser(), ClientConfig,
+                             [*base, "--client-id", "2", "--token", client_token("s", 2)])
+    assert own.client_id == 2
+    with pytest.raises(SystemExit):
+        parse_command_line(_client_parser(), ClientConfig,
+                           [*base, "--client-id", "3", "--token", client_token("s", 2)])
+    assert "--token is client 2's, but --client-id is 3" in capsys.readouterr().err

@@ -8,6 +8,8 @@ import pytest
 import yaml
 from kfp import compiler, dsl
 
+from client_component.settings import ClientConfig
+from components.from_settings import settings_function
 from pipelines.compile import CompiledPipelineError, check_compiled
 from pipelines.input_types import parameter_type_problems
 from pipelines.local_run import LocalRunner
@@ -133,29 +135,38 @@ def test_the_compiled_pipeline_resolves_every_input_under_the_drivers_rules():
     check_compiled(REPO_ROOT / "compiled" / "fl_pipeline.yaml")  # raises on any problem
     ir = next(yaml.safe_load_all((REPO_ROOT / "compiled" / "fl_pipeline.yaml").read_text()))
     loop = ir["components"]["comp-for-loop-2"]["inputDefinitions"]["parameters"]
-    assert loop["pipelinechannel--client-ids-Output-loop-item"]["parameterType"] == \
-        "NUMBER_INTEGER"
+    item = loop["pipelinechannel--client-credentials-Output-loop-item"]
+    client = ir["components"]["comp-client"]["inputDefinitions"]["parameters"]
+    # The loop hands each client its credential (the client id is part of it): a STRING
+    # item into a STRING input, which no driver converts or refuses.
+    assert item["parameterType"] == client["credential"]["parameterType"] == "STRING"
+    assert "client_id" not in client
 
 
-def _pipeline_with_untyped_ids(monkeypatch, tmp_path) -> Path:
-    """The real pipeline as it was before the fix: client_ids declared ``-> list``."""
+def _pipeline_with_int_ids_into(monkeypatch, tmp_path) -> Path:
+    """The pipeline as it was before the fix of the backend issue: an untyped ``-> list`` of
+    client ids feeding an int input of the client, rebuilt on today's graph."""
     import pipelines.fl_pipeline as fl_pipeline
 
     @dsl.component(base_image=IMAGE)
-    def client_ids(num_clients: int) -> list:
+    def client_credentials(num_clients: int, run_token: str) -> list:
         return list(range(num_clients))
 
-    monkeypatch.setattr(fl_pipeline, "client_ids", client_ids)
+    int_client = dsl.component(settings_function(
+        "client", ClientConfig, "json:dumps", doc="Never runs.", extra=("credential: int",)),
+        base_image=IMAGE)
+    monkeypatch.setattr(fl_pipeline, "client_credentials", client_credentials)
+    monkeypatch.setattr(fl_pipeline, "client", int_client)
     return compile_to(tmp_path, fl_pipeline.build_pipeline(2), "old.yaml")
 
 
-def test_the_old_pipeline_is_refused_by_compile_and_by_the_local_runner(monkeypatch, tmp_path):
-    path = _pipeline_with_untyped_ids(monkeypatch, tmp_path)
-    with pytest.raises(CompiledPipelineError, match="client_id.*got string"):
+def test_an_untyped_id_list_into_an_int_input_is_still_refused(monkeypatch, tmp_path):
+    path = _pipeline_with_int_ids_into(monkeypatch, tmp_path)
+    with pytest.raises(CompiledPipelineError, match="credential.*got string"):
         check_compiled(path)
     result = run(path, tmp_path, num_clients=1, rounds=1)
     assert not result.succeeded
-    assert 'input parameter "client_id" type mismatch: expect NUMBER_INTEGER, got string' \
+    assert 'input parameter "credential" type mismatch: expect NUMBER_INTEGER, got string' \
         in result.error
 
 

@@ -98,7 +98,7 @@ def test_three_clients_two_rounds_end_to_end(tmp_path):
                                              tmp_path=tmp_path)
     logs = {p.name for p in (run_dir / "logs").iterdir()}
     assert {"aggregator.log", "client-0.log", "client-1.log", "client-2.log",
-            "client-ids.log"} <= logs
+            "client-credentials.log"} <= logs
     assert f"outputs in {run_dir}/" in out
 
 

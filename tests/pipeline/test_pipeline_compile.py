@@ -62,7 +62,7 @@ def test_pipeline_parameters_and_runtime_num_clients(compiled):
                            "max_update_mb", "shutdown_grace", "threads"}
     assert params["num_clients"]["defaultValue"] == 5
     # num_clients reaches the fan-out as a parameter: changing it needs no recompile.
-    fan_out = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["client-ids"]
+    fan_out = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["client-credentials"]
     assert fan_out["inputs"]["parameters"]["num_clients"] == {
         "componentInputParameter": "pipelinechannel--num_clients"}
 
@@ -90,7 +90,7 @@ def test_exit_handler_wraps_the_run_and_tears_the_service_down(compiled):
     assert root["delete-service"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
     assert root["delete-service"]["dependentTasks"] == ["exit-handler-1"]
     inner = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]
-    assert {"create-service", "create-checkpoint-volume", "aggregator", "client-ids",
+    assert {"create-service", "create-checkpoint-volume", "aggregator", "client-credentials",
             "for-loop-2"} <= set(inner)
 
 
@@ -98,9 +98,10 @@ def test_clients_fan_out_over_a_task_output_all_at_once(compiled):
     ir, _ = compiled
     loop = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["for-loop-2"]
     assert loop["parameterIterator"]["items"] == {
-        "inputParameter": "pipelinechannel--client-ids-Output"}
-    assert loop["inputs"]["parameters"]["pipelinechannel--client-ids-Output"] == {
-        "taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "client-ids"}}
+        "inputParameter": "pipelinechannel--client-credentials-Output"}
+    assert loop["inputs"]["parameters"]["pipelinechannel--client-credentials-Output"] == {
+        "taskOutputParameter": {"outputParameterKey": "Output",
+                                "producerTask": "client-credentials"}}
     assert "iteratorPolicy" not in loop  # parallelism=0: no cap
     for condition, task in (("comp-condition-4", "client"), ("comp-condition-5", "client-2")):
         client_task = ir["components"][condition]["dag"]["tasks"][task]
@@ -160,7 +161,7 @@ def test_hermetic_stock_images_and_runtime_installs(compiled):
     executors = ir["deploymentSpec"]["executors"]
     assert executors["exec-client"]["container"]["image"] == TENSORFLOW_IMAGE
     for name in ("exec-aggregator", "exec-create-service", "exec-create-checkpoint-volume",
-                 "exec-delete-service", "exec-client-ids"):
+                 "exec-delete-service", "exec-client-credentials"):
         assert executors[name]["container"]["image"] == PYTHON_IMAGE
     pip_line = executors["exec-client"]["container"]["command"][2]
     assert all(f"'{p}'" in pip_line for p in CLIENT_PACKAGES)

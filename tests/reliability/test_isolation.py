@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from contract import wire
+from contract.credentials import client_token
 from server_component.app import create_app
 from server_component.coordinator import RoundCoordinator
 from server_component.serve import AggregatorServer
@@ -118,3 +119,36 @@ def test_npz_data_is_loaded_without_pickle(tmp_path, monkeypatch):
     monkeypatch.setattr(np, "load", recording_load)
     load_dataset("npz", str(path), seed=0)
     assert calls and not any(calls)
+
+
+@pytest.mark.reliability(
+    scenario="a client's own token used to post as another client (init, update, done)",
+    expected="401 naming the token's owner; the round and the done list unchanged")
+def test_a_client_token_speaks_only_for_its_client(observe):
+    secret = "run-secret-for-credentials"
+    agg = aggregator_with(secret)
+    as_client_1 = requests.Session()
+    as_client_1.headers["Authorization"] = f"Bearer {client_token(secret, 1)}"
+    try:
+        init = as_client_1.post(f"{agg.url}/v1/init", timeout=10,
+                                data=wire.encode(small_weights(), {"client_id": "0"}))
+        assert init.status_code == 401 and agg.coordinator.status().model_version == -1
+        assert as_client_1.post(f"{agg.url}/v1/init", timeout=10, data=wire.encode(
+            small_weights(), {"client_id": "1"})).status_code == 202
+        forged = as_client_1.post(f"{agg.url}/v1/update", timeout=10, data=wire.encode(
+            small_weights(0), wire.UpdateMeta(0, 1, 10).to_metadata()))
+        done = as_client_1.post(f"{agg.url}/v1/done", json={"client_id": 0}, timeout=10)
+        for response in (init, forged, done):
+            assert response.status_code == 401, response.text
+            assert "client 1's: it cannot act for client 0" in response.json()["detail"]
+        status = agg.coordinator.status()
+        assert status.reported == [] and status.done == []
+        observe(f"init/update/done as client 0 -> {init.status_code}/{forged.status_code}/"
+                f"{done.status_code}; reported {status.reported}, done {status.done}")
+        own = as_client_1.post(f"{agg.url}/v1/update", timeout=10, data=wire.encode(
+            small_weights(1), wire.UpdateMeta(1, 1, 10).to_metadata()))
+        assert own.status_code == 202 and agg.coordinator.status().reported == [1]
+        assert as_client_1.get(f"{agg.url}/v1/status", timeout=10).status_code == 200
+        observe("its own update: 202; status readable with its token")
+    finally:
+        agg.server.stop()
