@@ -97,9 +97,8 @@ def test_a_failing_pooled_client_fails_the_run_at_once_with_its_traceback(tmp_pa
     from bench.client_pool import ClientPool, ClientRunFailed
 
     stopped = []
-    job = {"client": {"server": "http://127.0.0.1:9", "client_id": 0, "num_clients": 1,
-                      "rounds": 1, "dataset": "npz", "data_uri": str(tmp_path / "none.npz"),
-                      "connect_timeout_s": 1.0}, "model": {}}
+    job = {"server": "http://127.0.0.1:9", "client_id": 0, "num_clients": 1, "rounds": 1,
+           "dataset": "npz", "data_uri": str(tmp_path / "none.npz"), "connect_timeout_s": 1.0}
     with ClientPool(1) as pool, pytest.raises(ClientRunFailed, match="none.npz"):
         pool.run([job], timeout_s=120, on_failure=lambda: stopped.append(True))
     assert stopped == [True]
