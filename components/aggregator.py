@@ -4,6 +4,7 @@ from components.embedding import runtime_component
 from components.from_settings import settings_function
 from components.runtime import PYTHON_IMAGE, SERVER_PACKAGES
 from server_component.settings import AggregatorConfig
+from server_component.task import ARTIFACTS
 
 # One input per aggregator setting (server_component.settings.AggregatorConfig), then the
 # artifacts (server_component.task.ARTIFACTS): the final weights with their metadata, the
@@ -14,6 +15,4 @@ aggregator = runtime_component(["server_component", "contract"], base_image=PYTH
     "aggregator", AggregatorConfig, "server_component.task:run_aggregator_task",
     doc="Run the aggregator, checkpointing each round into checkpoint_dir (a retried task "
         "resumes from it), and write its outputs into the artifacts.",
-    extra=("final_model: Output[Model]", "round_metrics: Output[Dataset]",
-           "client_metrics: Output[Dataset]", "metrics: Output[Metrics]",
-           "classification: Output[ClassificationMetrics]", "report: Output[HTML]")))
+    extra=tuple(f"{name}: Output[{kind}]" for name, kind in ARTIFACTS.items())))

@@ -46,9 +46,10 @@ class ClassificationArtifact(Protocol):
         ...
 
 
-# The component's output artifacts, by input name; every other input is a setting.
-ARTIFACTS = ("final_model", "round_metrics", "client_metrics", "metrics", "classification",
-             "report")
+# The component's output artifacts (input name -> KFP artifact type); every other input is
+# a setting. components/aggregator.py declares them from this table.
+ARTIFACTS = {"final_model": "Model", "round_metrics": "Dataset", "client_metrics": "Dataset",
+             "metrics": "Metrics", "classification": "ClassificationMetrics", "report": "HTML"}
 
 
 def run_aggregator_task(values: Mapping[str, Any]) -> None:
