@@ -12,7 +12,6 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import numpy as np
@@ -20,10 +19,13 @@ import requests
 
 from client_component.settings import ClientConfig
 from client_component.transport import AggregatorClient, AggregatorError
+from client_component.uplink import Contribution, PlainUplink, PostedUpdate, SecureUplink
 from contract import wire
 from contract.messages import Phase
 
 log = logging.getLogger("client_component")
+Uplink = PlainUplink | SecureUplink
+Sent = PostedUpdate | Contribution  # what an uplink sends, kept to send again
 MAX_RESYNCS_WITHOUT_PROGRESS = 20
 T = TypeVar("T")
 
@@ -52,15 +54,6 @@ class Learner(Protocol):
     # ``control_delta()`` for SCAFFOLD, whose served models carry control variates.
 
 
-@dataclass(frozen=True)
-class PostedUpdate:
-    """The last update sent, kept to re-send if a restarted aggregator lost it."""
-
-    weights: list[np.ndarray]
-    meta: wire.UpdateMeta
-    extra: dict[str, np.ndarray] = field(default_factory=dict)  # control variate changes
-
-
 class OutOfStep(RuntimeError):
     """The client kept failing to catch up with the aggregator."""
 
@@ -74,9 +67,11 @@ def federate(learner: Learner, aggregator: AggregatorClient, config: ClientConfi
     """The whole protocol; returns the final global model's metrics on the test split."""
     aggregator.wait_ready(config.connect_timeout_s)
     _retrying(aggregator, config, "init", lambda: _post_init(aggregator, learner, config))
-    last = _train_all_rounds(learner, aggregator, config)
+    uplink = (SecureUplink(aggregator, config) if config.secure_aggregation == "secagg"
+              else PlainUplink(aggregator, config.client_id))
+    last = _train_all_rounds(learner, aggregator, config, uplink)
     # The last round's update may be lost too (a restart): the same check as every round.
-    check = functools.partial(_ensure_reported, aggregator, config, last)
+    check = functools.partial(_ensure_reported, aggregator, uplink, last)
     learner.set_weights(_retrying(aggregator, config, "final model",
                                   lambda: aggregator.fetch_model(config.rounds, on_wait=check)))
     num_test, final = learner.evaluate_test()
@@ -119,28 +114,25 @@ def _retrying(aggregator: AggregatorClient, config: ClientConfig, what: str,
     raise AssertionError("unreachable")
 
 
-def _train_all_rounds(learner: Learner, aggregator: AggregatorClient,
-                      config: ClientConfig) -> PostedUpdate | None:
+def _train_all_rounds(learner: Learner, aggregator: AggregatorClient, config: ClientConfig,
+                      uplink: Uplink) -> Sent | None:
     """Every round from 1 (or wherever the run is); returns the last update sent."""
     started, round_, last, resyncs = time.monotonic(), 1, None, 0
     while round_ <= config.rounds:
         try:
             if resyncs:
-                round_ = _resync(aggregator, learner, config, last)
+                round_ = _resync(aggregator, learner, config, uplink, last)
                 if round_ > config.rounds:
                     break
             # While waiting, check the aggregator still has the update this version needs.
-            check = functools.partial(_ensure_reported, aggregator, config, last)
-            load_served(learner, aggregator.fetch_tensors(round_ - 1, on_wait=check))
+            check = functools.partial(_ensure_reported, aggregator, uplink, last)
+            served = aggregator.fetch_tensors(round_ - 1, on_wait=check)
+            load_served(learner, served)
             num_examples, metrics = learner.fit(round_)
-            meta = wire.UpdateMeta(config.client_id, round_, num_examples,
-                                   {f"val_{k}": v for k, v in metrics.items()},
-                                   local_steps=getattr(learner, "last_local_steps", None),
-                                   momentum=getattr(learner, "momentum", 0.0))
-            last = PostedUpdate(as_update_dtype(learner.get_weights(), config.update_dtype),
-                                meta, control_update(learner, config.update_dtype))
-            aggregator.post_update(last.weights, last.meta, last.extra)
-            _log_round(config, round_, meta.metrics, started)
+            metrics = {f"val_{k}": v for k, v in metrics.items()}
+            last = _update(learner, config, uplink, served, round_, num_examples, metrics)
+            uplink.send(last)
+            _log_round(config, round_, metrics, started)
             round_, resyncs = round_ + 1, 0
         except (AggregatorError, requests.RequestException) as exc:
             # A 409 (out of step) or a transport failure (the aggregator restarting: refused
@@ -154,6 +146,20 @@ def _train_all_rounds(learner: Learner, aggregator: AggregatorClient,
             log.warning("client=%d out of step at round %d (%s): resynchronising",
                         config.client_id, round_, exc)
     return last
+
+
+def _update(learner: Learner, config: ClientConfig, uplink: Uplink,
+            served: dict[str, np.ndarray], round_: int, num_examples: int,
+            metrics: dict[str, float]) -> Sent:
+    """The round's update as ``uplink`` sends it."""
+    if isinstance(uplink, SecureUplink):
+        return uplink.contribution(round_, served, learner.get_weights(), num_examples,
+                                   metrics)
+    meta = wire.UpdateMeta(config.client_id, round_, num_examples, metrics,
+                           local_steps=getattr(learner, "last_local_steps", None),
+                           momentum=getattr(learner, "momentum", 0.0))
+    return PostedUpdate(as_update_dtype(learner.get_weights(), config.update_dtype), meta,
+                        control_update(learner, config.update_dtype))
 
 
 def load_served(learner: Learner, served: dict[str, np.ndarray]) -> None:
@@ -185,23 +191,20 @@ def as_update_dtype(weights: list[np.ndarray], dtype: str) -> list[np.ndarray]:
     return [w.astype(dtype) if np.issubdtype(w.dtype, np.floating) else w for w in weights]
 
 
-def _ensure_reported(aggregator: AggregatorClient, config: ClientConfig,
-                     last: PostedUpdate | None) -> None:
+def _ensure_reported(aggregator: AggregatorClient, uplink: Uplink, last: Sent | None) -> None:
     """While waiting for the round our last update went into: if the aggregator no longer
     has that update (it restarted from a checkpoint and the transport's retries hid the
     restart from us), send it again."""
     if last is None:
         return
-    status = aggregator.status()
-    if (status.phase == Phase.WAITING and status.round == last.meta.round
-            and config.client_id not in status.reported):
+    if uplink.lost(aggregator.status(), last):
         log.warning("client=%d the aggregator lost our round-%d update: re-sending",
-                    config.client_id, last.meta.round)
-        aggregator.post_update(last.weights, last.meta, last.extra)
+                    uplink.client_id, last.round)
+        uplink.send(last)
 
 
 def _resync(aggregator: AggregatorClient, learner: Learner, config: ClientConfig,
-            last: PostedUpdate | None) -> int:
+            uplink: Uplink, last: Sent | None) -> int:
     """The round to take part in next, after re-sending anything the aggregator lost."""
     aggregator.wait_ready(config.connect_timeout_s)
     status = aggregator.status()
@@ -213,9 +216,9 @@ def _resync(aggregator: AggregatorClient, learner: Learner, config: ClientConfig
     if status.phase in (Phase.PUBLISHED, Phase.DONE):
         return config.rounds + 1
     open_round = status.round
-    if last is not None and last.meta.round == open_round:
-        if config.client_id not in status.reported:
-            aggregator.post_update(last.weights, last.meta, last.extra)
+    if last is not None and last.round == open_round:
+        if uplink.lost(status, last):
+            uplink.send(last)
         return open_round + 1
     return open_round
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from client_component.datasets import DATASETS
 from client_component.partition import PartitionError, parse_partition
 from contract import credentials
+from contract.secagg import params as secagg
 from contract.settings import (
     CrossCheck,
     Namer,
@@ -148,10 +149,24 @@ class ClientConfig:
     connect_timeout_s: float = setting(600.0, "seconds to wait for the aggregator to come up",
                                        check=at_least(0, strict=True),
                                        flag="--connect-timeout", report=False)
+    # Secure aggregation: the aggregator's settings, which the client checks before it shares
+    secure_aggregation: str = secagg.mode_setting()
+    secagg_threshold: int = secagg.threshold_setting()
+    secagg_neighbours: int = secagg.neighbours_setting()
+    secagg_clip: float = secagg.clip_setting()
+    secagg_max_examples: int = secagg.max_examples_setting()
 
     cross_checks = (CrossCheck(("client_id", "num_clients"), _client_id_in_run),
                     CrossCheck(("client_id", "token"), _token_of_this_client),
-                    CrossCheck(("dataset", "data_uri"), _data_for_dataset))
+                    CrossCheck(("dataset", "data_uri"), _data_for_dataset),
+                    CrossCheck(secagg.CROSS_NAMES, secagg.settings_problem))
+
+    @property
+    def secagg_params(self) -> secagg.SecAggParams | None:
+        """The secure-aggregation parameters; None when it is off."""
+        if self.secure_aggregation == "off":
+            return None
+        return secagg.params_of(values_of(self))
 
     @property
     def site_data_uri(self) -> str:

@@ -139,6 +139,34 @@ class AggregatorClient:
         if not response.ok:
             raise _error(response, "POST done")
 
+    def post_json(self, path: str, body: Mapping) -> requests.Response:
+        """POST a JSON body; the response if the aggregator accepted it (AggregatorError
+        otherwise)."""
+        response = self.session.post(f"{self.base_url}{path}", json=dict(body),
+                                     timeout=self.timeout)
+        if not response.ok:
+            raise _error(response, f"POST {path}")
+        return response
+
+    def post_body(self, path: str, body: bytes | wire.EncodedParts) -> requests.Response:
+        """POST a binary (safetensors) body; the response if accepted."""
+        return self._post(path, body)
+
+    def long_poll(self, path: str, params: Mapping[str, object], max_wait_s: float = 3600.0
+                  ) -> requests.Response:
+        """GET ``path`` until it answers 200 (it answers 204 while what it waits for is not
+        there yet, after holding the request up to the long-poll period)."""
+        deadline = time.monotonic() + max_wait_s
+        while time.monotonic() < deadline:
+            response = self.session.get(f"{self.base_url}{path}",
+                                        params={**params, "wait": self.long_poll_s},
+                                        timeout=self.long_poll_s + self.timeout)
+            if response.status_code == 200:
+                return response
+            if response.status_code != MODEL_NOT_YET:
+                raise _error(response, f"GET {path}")
+        raise AggregatorUnreachable(f"GET {path} got no answer in {max_wait_s} s")
+
     def _post(self, path: str, body: bytes | wire.EncodedParts) -> requests.Response:
         response = self.session.post(
             f"{self.base_url}{path}", data=body, timeout=self.timeout,

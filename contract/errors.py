@@ -61,3 +61,18 @@ class RunFailed(TrainingFinished):
     """The run failed (a round missed its quorum); nothing more will be accepted."""
 
     code = "run_failed"
+
+
+class SessionSuperseded(RoundConflict):
+    """409: a secure-aggregation message for a session the aggregator no longer runs (it
+    restarted the round's secure aggregation): start the round's stages again, fresh keys."""
+
+    code = "session_superseded"
+
+
+class StageClosed(RoundConflict):
+    """409: a secure-aggregation stage that already closed without this client (it missed
+    the deadline), or one that is not open yet (a client skipping a stage): this client
+    does not take part in the round; it waits for the round's model."""
+
+    code = "stage_closed"

@@ -48,6 +48,9 @@ class Status:
     done: list[int] = field(default_factory=list)  # client ids that said done
     last_metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None  # why the run failed
+    secure_aggregation: str = "off"  # "secagg": updates go through /v1/secagg/*
+    secagg_session: str = ""  # the open round's secure-aggregation session
+    secagg_stage: str = ""  # keys, shares, masked, unmask (empty: none open)
 
     def to_json(self) -> dict:
         """The reply body, with the phase as its string value."""
@@ -77,8 +80,10 @@ class Status:
 
 _STATUS_FIELDS = {"round": int, "rounds": int, "model_version": int, "num_clients": int,
                   "min_clients": int, "strategy": str, "reported": list, "done": list,
-                  "last_metrics": dict, "error": (str, type(None))}
-_STATUS_OPTIONAL = {"last_metrics", "error", "done"}
+                  "last_metrics": dict, "error": (str, type(None)),
+                  "secure_aggregation": str, "secagg_session": str, "secagg_stage": str}
+_STATUS_OPTIONAL = {"last_metrics", "error", "done", "secure_aggregation", "secagg_session",
+                    "secagg_stage"}
 
 
 def _is_a(value: object, kind) -> bool:

@@ -292,7 +292,8 @@ def content_digest(message: Message | StreamedMessage,
     return digest.hexdigest()
 
 
-def _int_field(metadata: Mapping[str, str], key: str) -> int:
+def int_field(metadata: Mapping[str, str], key: str) -> int:
+    """The integer metadata field ``key`` (MalformedRequest, 400, if missing or not one)."""
     raw = metadata.get(key)
     if raw is None:
         raise MalformedRequest(f"safetensors metadata lacks {key!r}")
@@ -304,13 +305,13 @@ def _int_field(metadata: Mapping[str, str], key: str) -> int:
 
 def client_id_of(metadata: Mapping[str, str]) -> int:
     """The client id an init's or update's metadata says it comes from (400 if it has none)."""
-    return _int_field(metadata, META_CLIENT_ID)
+    return int_field(metadata, META_CLIENT_ID)
 
 
 def parse_init_meta(metadata: Mapping[str, str]) -> InitMeta:
     """Validate an init's metadata: MalformedRequest (400) for a missing or non-integer
     client id, a partition or settings that is not a JSON object, an oversized architecture."""
-    return InitMeta(_int_field(metadata, META_CLIENT_ID),
+    return InitMeta(int_field(metadata, META_CLIENT_ID),
                     _json_object(metadata.get(META_PARTITION), META_PARTITION),
                     _json_object(metadata.get(META_SETTINGS), META_SETTINGS),
                     _architecture(metadata.get(META_ARCHITECTURE, "")))
@@ -318,8 +319,8 @@ def parse_init_meta(metadata: Mapping[str, str]) -> InitMeta:
 
 def parse_update_meta(metadata: Mapping[str, str]) -> UpdateMeta:
     """Validate an update's metadata: 400 for missing/malformed, 422 for a bad example count."""
-    client_id = _int_field(metadata, META_CLIENT_ID)
-    round_ = _int_field(metadata, META_ROUND)
+    client_id = int_field(metadata, META_CLIENT_ID)
+    round_ = int_field(metadata, META_ROUND)
     raw_examples = metadata.get(META_NUM_EXAMPLES)
     if raw_examples is None:
         raise MalformedRequest(f"safetensors metadata lacks {META_NUM_EXAMPLES!r}")

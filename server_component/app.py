@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 
 from flask import Flask, Response, g, jsonify, request
@@ -12,7 +11,7 @@ from werkzeug.wsgi import wrap_file
 
 from contract import openapi, wire
 from contract.credentials import Caller, identify
-from contract.errors import MalformedRequest, PayloadTooLarge, ProtocolError, Unauthorized
+from contract.errors import MalformedRequest, ProtocolError, Unauthorized
 from contract.messages import (
     INIT_ADOPTED,
     INIT_IGNORED,
@@ -21,7 +20,8 @@ from contract.messages import (
     UPDATE_DUPLICATE,
     DoneReport,
 )
-from contract.safetensors_io import FormatError, byte_buffer, read_exactly
+from contract.safetensors_io import FormatError
+from server_component import request_parts, secagg_routes
 from server_component.coordinator import RoundCoordinator
 from server_component.evaluation_counts import EvaluationCounts
 from server_component.memory_reader import MemoryReader
@@ -103,15 +103,15 @@ def create_app(
 
     @app.post("/v1/init")
     def init():
-        message = wire.decode(_read_body(max_update_bytes))
-        _require_caller_is(wire.client_id_of(message.metadata))
+        message = wire.decode(request_parts.read_body(max_update_bytes))
+        request_parts.require_caller_is(wire.client_id_of(message.metadata))
         adopted = coordinator.submit_init(message)
         return jsonify({"adopted": adopted}), INIT_ADOPTED if adopted else INIT_IGNORED
 
     @app.get("/v1/model")
     def model():
-        version = _int_arg("round")
-        wait = min(max(_float_arg("wait", 0.0), 0.0), max_long_poll_s)
+        version = request_parts.int_arg("round")
+        wait = min(max(request_parts.float_arg("wait", 0.0), 0.0), max_long_poll_s)
         body = coordinator.wait_for_model(version, timeout=wait)
         if body is None:
             return Response(status=MODEL_NOT_YET)
@@ -122,58 +122,36 @@ def create_app(
     def update():
         with ingest:
             message = _update_message(max_update_bytes)
-            _require_caller_is(wire.client_id_of(message.metadata))
+            request_parts.require_caller_is(wire.client_id_of(message.metadata))
             outcome = coordinator.submit_update(message, body_size=request.content_length)
         return jsonify({"status": outcome}), (UPDATE_ACCEPTED if outcome == "accepted"
                                               else UPDATE_DUPLICATE)
 
     @app.post("/v1/done")
     def done():
-        _checked_length(MAX_DONE_BYTES)
+        request_parts.checked_length(MAX_DONE_BYTES)
         report = DoneReport.from_json(request.get_json(silent=True))
-        _require_caller_is(report.client_id)
+        request_parts.require_caller_is(report.client_id)
         counts = report.counts
         coordinator.submit_done(
             report.client_id, report.metrics, report.num_examples,
             None if counts is None else EvaluationCounts.parse(counts, report.num_examples))
         return jsonify({"status": "ok"}), 200
 
+    if coordinator.secure is not None:
+        secagg_routes.register(app, coordinator, max_update_bytes, max_long_poll_s, ingest)
     return app
-
-
-def _require_caller_is(client_id: int) -> None:
-    """A client's token speaks only for that client (401 otherwise, nothing is changed)."""
-    caller: Caller = g.caller
-    if not caller.may_act_for(client_id):
-        raise Unauthorized(f"the bearer token is client {caller.client_id}'s: it cannot act "
-                           f"for client {client_id}")
-
-
-def _checked_length(limit: int) -> int:
-    length = request.content_length
-    if length is None:
-        raise MalformedRequest("Content-Length is required")
-    if length > limit:
-        raise PayloadTooLarge(f"body of {length} bytes exceeds the limit of {limit} bytes")
-    return length
-
-
-def _read_body(limit: int) -> memoryview:
-    """The body read straight into one buffer of its size (no chunk list, no join copy)."""
-    body = byte_buffer(_checked_length(limit))
-    read_exactly(request.stream, body)
-    return body
 
 
 def _update_message(limit: int) -> wire.Message | wire.StreamedMessage:
     """An update left where the server spooled it (waitress: a temp file past 512 KiB), read
     a chunk at a time; in memory only where the server's input stream cannot seek."""
-    length = _checked_length(limit)
+    length = request_parts.checked_length(limit)
     stream = request.environ.get("wsgi.input")
     seekable = getattr(stream, "seekable", None)
     if seekable is not None and seekable():
         return wire.StreamedMessage(stream, length)
-    return wire.decode(_read_body(limit))
+    return wire.decode(request_parts.read_body(limit))
 
 
 def _binary_response(body: bytes | memoryview) -> Response:
@@ -185,22 +163,4 @@ def _binary_response(body: bytes | memoryview) -> Response:
     return response
 
 
-def _int_arg(name: str) -> int:
-    raw = request.args.get(name)
-    if raw is None or not raw.lstrip("-").isdigit():
-        raise MalformedRequest(f"query parameter {name!r} must be an integer, got {raw!r}")
-    return int(raw)
-
-
-def _float_arg(name: str, default: float) -> float:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise MalformedRequest(f"query parameter {name!r} must be a number, got {raw!r}")
-    return value
 

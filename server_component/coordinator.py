@@ -17,12 +17,14 @@ import numpy as np
 
 from contract import wire
 from contract.errors import (
+    IncompatibleUpdate,
     MalformedRequest,
     RoundConflict,
     RunFailed,
     TrainingFinished,
 )
 from contract.messages import Phase, Status
+from contract.secagg.params import SecAggParams
 from contract.settings import validated
 from server_component.checkpoint import Checkpoint, RoundRecord, RunInfo, save_checkpoint
 from server_component.counters import Counters
@@ -30,6 +32,7 @@ from server_component.evaluation_counts import EvaluationCounts
 from server_component.final_evaluation import FinalEvaluations
 from server_component.model_spec import ModelSpec
 from server_component.rounds import OpenRound, format_round
+from server_component.secure_stages import SecureStagesMixin
 from server_component.settings import AggregatorConfig
 from server_component.strategies import FedAvg, Strategy
 
@@ -38,23 +41,28 @@ log = logging.getLogger(__name__)
 Tensors = dict[str, np.ndarray]
 
 
-class RoundCoordinator:
+class RoundCoordinator(SecureStagesMixin):
     """Owns the global model, the open round, checkpoints and the shutdown handshake.
 
     ``min_clients`` None (or 0) means all clients; the values are checked as the aggregator's
-    settings check them (``server_component.settings``: SettingsError, a ValueError)."""
+    settings check them (``server_component.settings``: SettingsError, a ValueError).
+    ``secure``: the round's updates arrive masked (``secure_stages``), not as /v1/update."""
 
     def __init__(self, num_clients: int, rounds: int, *, strategy: Strategy | None = None,
                  min_clients: int | None = None, round_timeout: float | None = None,
-                 checkpoint_dir: str | None = None,
+                 checkpoint_dir: str | None = None, secure: SecAggParams | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        validated(AggregatorConfig(num_clients, rounds, min_clients=min_clients or 0))
+        secure_settings = {} if secure is None else {
+            "secure_aggregation": "secagg", "strategy": (strategy or FedAvg()).name}
+        validated(AggregatorConfig(num_clients, rounds, min_clients=min_clients or 0,
+                                   **secure_settings))
         self.num_clients, self.rounds = num_clients, rounds
         self.min_clients = min_clients or num_clients
         self.round_timeout = round_timeout
         self.strategy = strategy or FedAvg()
         self.strategy.bind(num_clients)
         self.checkpoint_dir = checkpoint_dir
+        self.secure = secure
         self._clock = clock
         self._cond = threading.Condition()
         self._spec: ModelSpec | None = None
@@ -83,6 +91,9 @@ class RoundCoordinator:
         meta = wire.parse_init_meta(message.metadata)
         self._check_client(meta.client_id)
         ModelSpec.of(message.tensors).check(message.tensors)
+        if self.secure and not all(np.issubdtype(a.dtype, np.floating)
+                                   for a in message.tensors.values()):
+            raise IncompatibleUpdate("secure aggregation averages floating-point tensors only")
         reserved = [n for n in message.tensors if n.startswith(wire.CONTROL_PREFIX)]
         if reserved:
             raise MalformedRequest(f"tensor names starting with {wire.CONTROL_PREFIX!r} are "
@@ -115,6 +126,10 @@ class RoundCoordinator:
         the round exactly as it was; a streamed message is read twice for that."""
         meta = wire.parse_update_meta(message.metadata)
         self._check_client(meta.client_id)
+        if self.secure:
+            raise IncompatibleUpdate("this run aggregates securely: updates go masked through "
+                                     "/v1/secagg/* (README: Secure aggregation), never in the "
+                                     "clear")
         with self._cond:
             self._require_open_round(meta.round)  # a stale round is refused before any read
             spec = self._spec
@@ -170,6 +185,9 @@ class RoundCoordinator:
                     self._on_deadline(open_round)
 
     def _on_deadline(self, open_round: OpenRound) -> None:
+        if open_round.secure is not None:
+            self._secure_deadline(open_round)
+            return
         reported = sorted(open_round.digests)
         missing = [cid for cid in range(self.num_clients) if cid not in open_round.digests]
         if len(reported) >= self.min_clients:
@@ -177,11 +195,15 @@ class RoundCoordinator:
                         open_round.number, reported, missing)
             self._close_round(open_round)
             return
-        self._failure = (
+        self._fail(
             f"round {open_round.number} reached its {self.round_timeout:g} s deadline with "
             f"{len(reported)} of {self.num_clients} clients (min_clients={self.min_clients}); "
             f"missing client ids {missing}")
-        log.error("event=run_failed %s", self._failure)
+
+    def _fail(self, reason: str) -> None:
+        """The run has failed: every waiting call answers 410 ``run_failed`` (lock held)."""
+        self._failure = reason
+        log.error("event=run_failed %s", reason)
         self._cond.notify_all()
 
     # ---- outputs ------------------------------------------------------------------------
@@ -262,11 +284,25 @@ class RoundCoordinator:
                 num_clients=self.num_clients,
                 min_clients=self.min_clients,
                 strategy=self.strategy.name,
-                reported=sorted(open_round.digests) if open_round else [],
+                reported=self._reported(open_round),
                 done=self._evaluations.client_ids,
                 last_metrics=dict(self.history[-1].metrics) if self.history else {},
                 error=self._failure,
+                secure_aggregation="secagg" if self.secure else "off",
+                secagg_session=open_round.secure.session if open_round and open_round.secure
+                else "",
+                secagg_stage=open_round.secure.stage.value if open_round and open_round.secure
+                else "",
             )
+
+    @staticmethod
+    def _reported(open_round: OpenRound | None) -> list[int]:
+        """Who sent this round's update (with secure aggregation: its masked input)."""
+        if open_round is None:
+            return []
+        if open_round.secure is not None:
+            return sorted(open_round.secure.masked)
+        return sorted(open_round.digests)
 
     # ---- restore ------------------------------------------------------------------------
 
@@ -297,7 +333,8 @@ class RoundCoordinator:
             now = self._clock()
             self._open = OpenRound(
                 number=version + 1, accumulator=self.strategy.new_round(), started=now,
-                deadline=now + self.round_timeout if self.round_timeout else None)
+                deadline=now + self.round_timeout if self.round_timeout else None,
+                secure=self._new_secure_round(version + 1))
         else:
             self._open = None
         self._cond.notify_all()
@@ -314,8 +351,8 @@ class RoundCoordinator:
         self.strategy.aggregate_into(open_round.accumulator, current, open_round.number, views)
         return body
 
-    def _close_round(self, open_round: OpenRound) -> None:
-        record = open_round.record(self.num_clients, self._clock())
+    def _close_round(self, open_round: OpenRound, record: RoundRecord | None = None) -> None:
+        record = record or open_round.record(self.num_clients, self._clock())
         self._set_model(self._aggregate(open_round), open_round.number)
         open_round.accumulator = None
         self.history.append(record)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from server_component.checkpoint import RoundRecord
+from server_component.secure_round import SecureRound
 
 
 @dataclass
@@ -20,6 +21,7 @@ class OpenRound:
     digests: dict[int, str] = field(default_factory=dict)  # client id -> update digest
     examples: dict[int, int] = field(default_factory=dict)
     metrics: dict[int, dict[str, float]] = field(default_factory=dict)
+    secure: SecureRound | None = None  # the round's secure aggregation, when the run uses it
 
     def record(self, num_clients: int, now: float) -> RoundRecord:
         """What this round looked like when it closed at ``now``."""

@@ -104,7 +104,7 @@ def build_coordinator(config: AggregatorConfig) -> RoundCoordinator:
     coordinator = RoundCoordinator(
         config.num_clients, config.rounds, strategy=parse_strategy(config.strategy),
         min_clients=config.min_clients or None, round_timeout=config.round_timeout or None,
-        checkpoint_dir=config.checkpoint_dir or None)
+        checkpoint_dir=config.checkpoint_dir or None, secure=config.secagg_params)
     if config.checkpoint_dir:
         try:
             checkpoint = load_checkpoint(config.checkpoint_dir, coordinator.config)

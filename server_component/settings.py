@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from contract.secagg import params as secagg
 from contract.settings import CrossCheck, Namer, at_least, in_range, parses, setting
 from server_component.strategies import STRATEGIES, StrategyError, parse_strategy
 
@@ -19,6 +20,21 @@ def _min_clients_in_run(values: Mapping, name: Namer) -> str | None:
         return None
     return (f"{name('min_clients')} must be 0 (all clients) or in "
             f"1..{name('num_clients')}={clients}, got {minimum}")
+
+
+# Strategies that need only the round's average: they work on the unmasked sum.
+SECURE_STRATEGIES = ("fedavg", "fedavgm", "fedadam")
+
+
+def _strategy_on_masked_inputs(values: Mapping, name: Namer) -> str | None:
+    if values["secure_aggregation"] == "off":
+        return None
+    strategy = values["strategy"].partition(":")[0]
+    if strategy in SECURE_STRATEGIES:
+        return None
+    return (f"{name('strategy')}={values['strategy']} cannot work on masked inputs (it needs "
+            f"each client's update or its step count); with {name('secure_aggregation')}="
+            f"secagg use {', '.join(SECURE_STRATEGIES)}")
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,11 @@ class AggregatorConfig:
     shutdown_grace: float = setting(300.0, "seconds to wait for every client's done after "
                                     "the final model", check=at_least(0))
     threads: int = setting(0, "waitress worker threads; 0 = clients + 4", check=at_least(0))
+    secure_aggregation: str = secagg.mode_setting()
+    secagg_threshold: int = secagg.threshold_setting()
+    secagg_neighbours: int = secagg.neighbours_setting()
+    secagg_clip: float = secagg.clip_setting()
+    secagg_max_examples: int = secagg.max_examples_setting()
     # Where: the pipeline wires these (the pod's address, the Service port, the run's token,
     # the checkpoint volume, the output artifacts).
     host: str = setting("0.0.0.0", "bind address", wired=True, task_input=False)
@@ -59,12 +80,21 @@ class AggregatorConfig:
                        "into its artifacts instead", wired=True,
                        task_input=False, report=False)
 
-    cross_checks = (CrossCheck(("min_clients", "num_clients"), _min_clients_in_run),)
+    cross_checks = (CrossCheck(("min_clients", "num_clients"), _min_clients_in_run),
+                    CrossCheck(("secure_aggregation", "strategy"), _strategy_on_masked_inputs),
+                    CrossCheck(secagg.CROSS_NAMES, secagg.settings_problem))
 
     @property
     def max_update_bytes(self) -> int:
         """``max_update_mb`` in bytes: the largest init or update body accepted."""
         return int(self.max_update_mb * 1024 * 1024)
+
+    @property
+    def secagg_params(self) -> secagg.SecAggParams | None:
+        """The secure-aggregation parameters; None when it is off."""
+        if self.secure_aggregation == "off":
+            return None
+        return secagg.params_of(self.__dict__)
 
     @property
     def server_threads(self) -> int:

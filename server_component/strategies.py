@@ -158,6 +158,15 @@ class RunningWeightedSum:
         self.total_weight: float = 0
         self.count = 0  # updates folded this round
 
+    @classmethod
+    def from_sums(cls, sums: Tensors, dtypes: Mapping[str, np.dtype], total_weight: float
+                  ) -> RunningWeightedSum:
+        """A round's sums computed elsewhere (secure aggregation's unmasked total)."""
+        accumulator = cls()
+        accumulator._sums, accumulator._dtypes = dict(sums), dict(dtypes)
+        accumulator.total_weight, accumulator.count = total_weight, 1
+        return accumulator
+
     def reset(self) -> RunningWeightedSum:
         """Start a new round in the same buffers (the next update overwrites them)."""
         self.total_weight, self.count = 0, 0

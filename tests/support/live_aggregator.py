@@ -50,8 +50,9 @@ class Aggregator:
 
 
 def start_aggregator(num_clients: int, rounds: int, strategy: Strategy | None = None,
-                     **app_kwargs) -> Aggregator:
-    coordinator = RoundCoordinator(num_clients, rounds, strategy=strategy)
+                     coordinator_kwargs: dict | None = None, **app_kwargs) -> Aggregator:
+    coordinator = RoundCoordinator(num_clients, rounds, strategy=strategy,
+                                   **(coordinator_kwargs or {}))
     app = create_app(coordinator, token=TOKEN, **app_kwargs)
     server = AggregatorServer(app, "127.0.0.1", 0, threads=num_clients + 4).start()
     return Aggregator(coordinator, server)
