@@ -17,6 +17,8 @@ from contract.errors import (
     PayloadTooLarge,
     RoundConflict,
     RunFailed,
+    SessionSuperseded,
+    StageClosed,
     TrainingFinished,
     Unauthorized,
 )
@@ -36,8 +38,12 @@ _ERRORS = {400: [MalformedRequest], 401: [Unauthorized], 409: [RoundConflict],
 
 
 
+_SECAGG_CONFLICTS = [SessionSuperseded, StageClosed]  # 409s of the /v1/secagg stages only
+
+
 def _error_codes() -> list[str]:
-    return sorted({cls.code for classes in _ERRORS.values() for cls in classes})
+    classes = [cls for listed in _ERRORS.values() for cls in listed] + _SECAGG_CONFLICTS
+    return sorted({cls.code for cls in classes})
 
 
 # The safetensors ``__metadata__`` keys each body carries (all values are strings).
@@ -62,10 +68,19 @@ MODEL_METADATA = {wire.META_ROUND: (True, "the model version")}
 
 
 def document(max_long_poll_s: float = DEFAULT_MAX_LONG_POLL_S, rounds: int | None = None,
-             num_clients: int | None = None) -> dict:
+             num_clients: int | None = None, secure: bool | None = None) -> dict:
     """The OpenAPI 3.1 document of protocol v1. An aggregator states its own limits: the cap
     on ``wait``, and the run's ``rounds`` and ``num_clients`` bound model versions and client
-    ids (the generic document, for the README, leaves them open)."""
+    ids, and lists the ``/v1/secagg`` endpoints only when it runs secure aggregation (the
+    generic document, for the README, leaves the limits open and lists them)."""
+    doc = _plain_document(max_long_poll_s, rounds, num_clients)
+    if secure is not False:
+        doc["paths"].update(_secagg_paths(max_long_poll_s, rounds, num_clients))
+    return doc
+
+
+def _plain_document(max_long_poll_s: float, rounds: int | None, num_clients: int | None
+                    ) -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "fl-on-kubeflow aggregator", "version": wire.PROTOCOL_VERSION,
@@ -163,6 +178,48 @@ _SCHEMAS = {
             "done": {"type": "array", "items": {"type": "integer"}},
             "last_metrics": _METRICS,
             "error": {"type": ["string", "null"], "description": "why the run failed"},
+            "secure_aggregation": {"enum": ["off", "secagg"], "description": "secagg: "
+                                   "updates go through /v1/secagg/*, never /v1/update"},
+            "secagg_session": {"type": "string", "description": "the open round's "
+                               "secure-aggregation session (empty when none)"},
+            "secagg_stage": {"enum": ["", "keys", "shares", "masked", "unmask", "done"]},
+        },
+    },
+    "KeyAdvert": {
+        "type": "object", "required": ["client_id", "round", "cipher_key", "mask_key"],
+        "properties": {
+            "client_id": {"type": "integer", "minimum": 0},
+            "round": {"type": "integer", "minimum": 1},
+            "cipher_key": {"type": "string", "contentEncoding": "base64", "description":
+                           "X25519 public key (32 bytes) for the shares sealed to this client"},
+            "mask_key": {"type": "string", "contentEncoding": "base64", "description":
+                         "X25519 public key (32 bytes) for pairwise masks"},
+        },
+    },
+    "Session": {"type": "object", "required": ["session"],
+                "properties": {"session": {"type": "string", "pattern": "^[0-9a-f]+$"}}},
+    "Roster": {
+        "type": "object",
+        "required": ["session", "round", "threshold", "neighbours", "clip", "max_examples",
+                     "participants"],
+        "properties": {
+            "session": {"type": "string"}, "round": {"type": "integer"},
+            "threshold": {"type": "integer", "description": "shares that rebuild a secret"},
+            "neighbours": {"type": "integer", "description": "ring size (others per client)"},
+            "clip": {"type": "number"}, "max_examples": {"type": "integer"},
+            "participants": {"type": "object", "description": "client id -> {cipher_key, "
+                             "mask_key}, base64"},
+        },
+    },
+    "UnmaskRequest": {
+        "type": "object", "required": ["round", "session", "survivors", "dropped"],
+        "properties": {
+            "round": {"type": "integer"}, "session": {"type": "string"},
+            "survivors": {"type": "array", "items": {"type": "integer"}, "description":
+                          "sent a masked input: give the shares of their self-mask seeds"},
+            "dropped": {"type": "array", "items": {"type": "integer"}, "description":
+                        "shared but sent no masked input: give the shares of their mask "
+                        "keys (never both for one client)"},
         },
     },
     "Done": {
@@ -184,6 +241,83 @@ _SCHEMAS = {
                   + " (and the generic HTTP ones, e.g. method_not_allowed)")},
                   "detail": {"type": "string"}}},
 }
+
+
+SHARES_METADATA = {
+    wire.META_CLIENT_ID: (True, "the sending client's id"),
+    wire.META_ROUND: (True, "the open round"),
+    "session": (True, "the session of the roster"),
+}
+MASKED_METADATA = {**SHARES_METADATA,
+                   "metric_names": (False, "JSON list: the metrics after the weight word")}
+_STAGE_WHY = {409: "not the open round, a superseded session (session_superseded: advertise "
+                   "fresh keys), a stage that closed without this client or is not open yet "
+                   "(stage_closed: the client waits for the round's model), or a different "
+                   "body for the same stage",
+              410: "training is over or the run failed"}
+
+
+def _secagg_paths(max_long_poll_s: float, rounds: int | None, num_clients: int | None
+                  ) -> dict:
+    """The four secure-aggregation stages (``contract.secagg.messages``)."""
+    poll = _round_parameters(max_long_poll_s, rounds)
+    client = [{"name": "client_id", "in": "query", "required": True,
+               "schema": _client_id_schema(num_clients), "description": "whose shares"}]
+    posted = {202: _json(_outcome("accepted"), "new"),
+              200: _json(_outcome("duplicate"), "an identical re-send")}
+    not_yet = {MODEL_NOT_YET: {"description": "the stage is still open after `wait` seconds"}}
+
+    def binary_post(summary: str, keys: dict, extra_errors: tuple = ()) -> dict:
+        return {"post": _guarded(summary, posted, errors=(400, 409, 410, 413, *extra_errors),
+                                 body=_tensor_body(keys), why=_STAGE_WHY)}
+
+    return {
+        "/v1/secagg/keys": {"post": _guarded(
+            "Secure aggregation, stage 1: advertise this round's two fresh public keys", {
+                202: _json({"$ref": "#/components/schemas/Session"}, "accepted"),
+                200: _json({"$ref": "#/components/schemas/Session"}, "an identical re-send"),
+            }, errors=(400, 409, 410, 413), why=_STAGE_WHY, body={
+                "required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/KeyAdvert"}}}})},
+        "/v1/secagg/roster": {"get": _guarded(
+            "Long-poll for the key stage's result: every participant's public keys", {
+                200: _json({"$ref": "#/components/schemas/Roster"}), **not_yet,
+            }, errors=(400, 409, 410), parameters=poll, why=_STAGE_WHY)},
+        "/v1/secagg/shares": {
+            **binary_post("Stage 2: sealed shares (AES-GCM), tensors to/<holder id>, uint8",
+                          SHARES_METADATA),
+            "get": _guarded("Long-poll for the shares sealed for client_id (tensors "
+                            "from/<sender id>; metadata survivors)", {
+                200: {"description": "safetensors", "content": _BINARY}, **not_yet,
+            }, errors=(400, 409, 410), parameters=poll + client, why=_STAGE_WHY)},
+        "/v1/secagg/masked": binary_post(
+            "Stage 3: the masked vector, tensor masked, uint32 [parameters + 1 + metrics]",
+            MASKED_METADATA, (422,)),
+        "/v1/secagg/unmask": {
+            "get": _guarded("Long-poll for who survived and who dropped", {
+                200: _json({"$ref": "#/components/schemas/UnmaskRequest"}), **not_yet,
+            }, errors=(400, 409, 410), parameters=poll, why=_STAGE_WHY),
+            **binary_post("Stage 4: shares of survivors' seeds (seed/<id>) and of dropped "
+                          "clients' mask keys (key/<id>), uint8", SHARES_METADATA)},
+    }
+
+
+def _client_id_schema(num_clients: int | None) -> dict:
+    schema = {"type": "integer", "minimum": 0}
+    if num_clients is not None:
+        schema["maximum"] = num_clients - 1
+    return schema
+
+
+def _round_parameters(max_long_poll_s: float, rounds: int | None) -> list:
+    round_ = {"type": "integer", "minimum": 1}
+    if rounds is not None:
+        round_["maximum"] = rounds
+    return [{"name": "round", "in": "query", "required": True, "schema": round_,
+             "description": "the open round"},
+            {"name": "wait", "in": "query", "required": False,
+             "schema": {"type": "number", "default": 0},
+             "description": f"seconds to wait, cut to [0, {max_long_poll_s:g}]"}]
 
 
 def _public(summary: str, responses: dict) -> dict:

@@ -47,7 +47,7 @@ def create_app(
     ``max_long_poll_s`` caps the ``wait`` of a model request (the OpenAPI document says it)."""
     app = Flask(__name__)
     api_document = openapi.document(max_long_poll_s, coordinator.rounds,
-                                    coordinator.num_clients)
+                                    coordinator.num_clients, coordinator.secure is not None)
     ingest = threading.BoundedSemaphore(ingest_slots)
 
     @app.errorhandler(ProtocolError)

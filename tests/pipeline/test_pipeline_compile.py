@@ -59,7 +59,10 @@ def test_pipeline_parameters_and_runtime_num_clients(compiled):
                            "local_steps", "update_dtype",
                            # client and aggregator settings the UI lacked before "One contract"
                            "channels", "fresh_optimizer", "connect_timeout_s",
-                           "max_update_mb", "shutdown_grace", "threads"}
+                           "max_update_mb", "shutdown_grace", "threads",
+                           # secure aggregation (issue 16), one parameter feeding both sides
+                           "secure_aggregation", "secagg_threshold", "secagg_neighbours",
+                           "secagg_clip", "secagg_max_examples"}
     assert params["num_clients"]["defaultValue"] == 5
     # num_clients reaches the fan-out as a parameter: changing it needs no recompile.
     fan_out = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["client-credentials"]
