@@ -147,7 +147,8 @@ _DESCRIPTION = (
 def _schemas(num_clients: int | None) -> dict:
     schemas = json.loads(json.dumps(_SCHEMAS))
     if num_clients is not None:
-        schemas["Done"]["properties"]["client_id"]["maximum"] = num_clients - 1
+        for name in ("Done", "KeyAdvert"):
+            schemas[name]["properties"]["client_id"]["maximum"] = num_clients - 1
     return schemas
 
 
@@ -155,6 +156,7 @@ _METRICS = {"type": "object", "maxProperties": wire.MAX_METRICS,
             "propertyNames": {"pattern": "^" + wire.METRIC_NAME.pattern + "$",
                               "not": {"enum": sorted(wire.RESERVED_METRIC_NAMES)}},
             "additionalProperties": {"type": "number"}}
+_KEY = {"type": "string", "pattern": "^[A-Za-z0-9+/]{43}=$"}
 _SCHEMAS = {
     "Health": {"type": "object", "required": ["status"],
                "properties": {"status": {"const": "ok"}}},
@@ -190,10 +192,10 @@ _SCHEMAS = {
         "properties": {
             "client_id": {"type": "integer", "minimum": 0},
             "round": {"type": "integer", "minimum": 1},
-            "cipher_key": {"type": "string", "contentEncoding": "base64", "description":
-                           "X25519 public key (32 bytes) for the shares sealed to this client"},
-            "mask_key": {"type": "string", "contentEncoding": "base64", "description":
-                         "X25519 public key (32 bytes) for pairwise masks"},
+            "cipher_key": {**_KEY, "description": "X25519 public key (32 bytes, base64) for "
+                           "the shares sealed to this client"},
+            "mask_key": {**_KEY, "description": "X25519 public key (32 bytes, base64) for "
+                         "pairwise masks; differs from cipher_key"},
         },
     },
     "Session": {"type": "object", "required": ["session"],

@@ -13,6 +13,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from contract import openapi, wire
+from contract.secagg.params import SecAggParams
 from server_component.app import create_app
 from server_component.coordinator import RoundCoordinator
 from server_component.serve import AggregatorServer
@@ -29,7 +30,7 @@ def test_the_document_is_valid_openapi_3_1_and_is_what_the_aggregator_serves(agg
     served = aggregator.http.get(f"{aggregator.url}/openapi.json").json()
     validate(served)
     assert served["openapi"] == "3.1.0"
-    expected = openapi.document(rounds=2, num_clients=2)  # the fixture's run
+    expected = openapi.document(rounds=2, num_clients=2, secure=False)  # the fixture's run
     assert served == json.loads(json.dumps(expected))
     validate(openapi.document())  # the generic one, as the README shows it
 
@@ -53,13 +54,22 @@ def _finished_run() -> RoundCoordinator:
     return coordinator
 
 
-@pytest.mark.parametrize("state", ["fresh", "finished"])
+def _secure_run() -> RoundCoordinator:
+    """Secure aggregation, round 1 open at its key stage: the /v1/secagg endpoints live."""
+    coordinator = RoundCoordinator(2, 2, secure=SecAggParams(2))
+    coordinator.submit_init(wire.Message({"w000": np.zeros(3, np.float32)}, {"client_id": "0"}))
+    return coordinator
+
+
+@pytest.mark.parametrize("state", ["fresh", "finished", "secure"])
 def test_a_live_aggregator_keeps_to_its_document(state):
     """Schemathesis (its CLI, default checks: no 5xx, status codes and content types
     documented, bodies match their schemas, auth enforced, 405 with Allow for other methods,
-    schema-violating input refused) finds nothing, before the first init and after the last
-    round. ``tests/schemathesis.toml`` says where JSON Schema cannot state validity."""
-    coordinator = RoundCoordinator(2, 2) if state == "fresh" else _finished_run()
+    schema-violating input refused) finds nothing, before the first init, after the last
+    round, and in a secure-aggregation round (its /v1/secagg stages). ``tests/schemathesis.toml``
+    says where JSON Schema cannot state validity."""
+    coordinator = {"fresh": lambda: RoundCoordinator(2, 2), "finished": _finished_run,
+                   "secure": _secure_run}[state]()
     server = _live(coordinator)
     try:
         result = subprocess.run(

@@ -47,6 +47,8 @@ class Outcome:
     dropped: list[int]
     recording: Recording
     server: SecureRound
+    clients: dict[int, Participant]
+    quantizer: Quantizer
 
 
 def run_round(params: SecAggParams, updates: Sequence[np.ndarray], weights: Sequence[int],
@@ -97,4 +99,4 @@ def run_round(params: SecAggParams, updates: Sequence[np.ndarray], weights: Sequ
     total = server.unmasked_sum()
     update_sum, weight, metric_sums = quantizer.decode(total, len(names))
     return Outcome(update_sum, weight, metric_sums, request.survivors, request.dropped,
-                   record, server)
+                   record, server, clients, quantizer)
