@@ -8,8 +8,8 @@ peer's mask key (the peer dropped: its pairwise masks must go), never both, beca
 would unmask the peer's input alone. An unmasking request that would need both, that names
 fewer survivors than the threshold, or that names clients who never shared, is refused and
 logged. Across sessions of one round (a restarted aggregator runs the round again) the
-client unmasks one survivor set only (``SecureContributor``): two sums over sets that differ
-by one client would give that client's input away.
+client unmasks one survivor set only (``UnmaskLedger``): two sums over sets that differ by
+one client would give that client's input away.
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ class SessionMismatch(RuntimeError):
     """The aggregator's parameters or session differ from what this client agreed to."""
 
 
+class TooFewHolders(RuntimeError):
+    """Fewer of this client's holders advertised keys than the threshold: its secrets could
+    not be rebuilt, so it sits the round out."""
+
+
 class Participant:
     """Client ``client_id`` in one session of round ``round_``: the stages in order."""
 
@@ -74,9 +79,10 @@ class Participant:
         self._joined = session
 
     def advert(self) -> KeyAdvert:
-        """Stage 1: the public keys."""
+        """Stage 1: the public keys, with the session they were accepted in once they were
+        (a retry must not place them in another session)."""
         return KeyAdvert(self.client_id, self.round, crypto.public_bytes(self._cipher_key),
-                         crypto.public_bytes(self._mask_key))
+                         crypto.public_bytes(self._mask_key), self._joined)
 
     def share(self, roster: Roster) -> SharesOut:
         """Stage 2: seal a share of the seed and of the mask key for each holder (once: a
@@ -87,7 +93,7 @@ class Participant:
         self.roster = roster
         holders = [h for h in self.params.holders(self.client_id) if h in roster.keys]
         if len(holders) < self.params.t:
-            raise SessionMismatch(f"only {len(holders)} of client {self.client_id}'s holders "
+            raise TooFewHolders(f"only {len(holders)} of client {self.client_id}'s holders "
                                   f"advertised keys; the threshold is {self.params.t}")
         seeds = shamir.split(self._seed, holders, self.params.t)
         keys = shamir.split(crypto.private_bytes(self._mask_key), holders, self.params.t)
@@ -188,3 +194,28 @@ class Participant:
                       self.client_id, self.round, self.session, problem)
             raise UnsafeRequest(f"client {self.client_id} refuses to unmask round "
                                 f"{self.round}: {problem}")
+
+
+class UnmaskLedger:
+    """Which survivor set a client helped unmask, per round, across the round's sessions."""
+
+    def __init__(self, client_id: int) -> None:
+        self.client_id = client_id
+        self._unmasked: dict[int, list[int]] = {}
+
+    def check(self, request: UnmaskRequest) -> None:
+        """Refuse (UnsafeRequest, logged) a set other than the one unmasked before."""
+        before = self._unmasked.get(request.round)
+        if before is None or before == list(request.survivors):
+            return
+        log.error("client=%d event=secagg_refused round=%d reason=unmasked survivors %s "
+                  "before, now asked for %s", self.client_id, request.round, before,
+                  request.survivors)
+        raise UnsafeRequest(f"client {self.client_id} already helped unmask round "
+                            f"{request.round} for survivors {before}; it refuses another set "
+                            f"({request.survivors}): the difference of the two sums would "
+                            "reveal a client's update")
+
+    def record(self, request: UnmaskRequest) -> None:
+        """Remember the set this client is about to help unmask."""
+        self._unmasked[request.round] = list(request.survivors)

@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import requests
 
-from client_component.secure_participant import Participant, UnsafeRequest
+from client_component.secure_participant import (
+    Participant,
+    SessionMismatch,
+    TooFewHolders,
+    UnmaskLedger,
+)
 from client_component.settings import ClientConfig
 from client_component.transport import AggregatorClient, AggregatorError
 from contract import wire
@@ -49,7 +54,7 @@ class SecureUplink:
         self.params: SecAggParams = config.secagg_params
         self.quantizer = Quantizer(self.params.clip, self.params.max_examples,
                                    self.params.num_clients)
-        self._unmasked: dict[int, list[int]] = {}  # round -> the survivors it helped unmask
+        self.ledger = UnmaskLedger(config.client_id)
 
     def contribution(self, round_: int, served: dict[str, np.ndarray],
                      weights: list[np.ndarray], num_examples: int,
@@ -83,6 +88,14 @@ class SecureUplink:
                 log.warning("client=%d round=%d secagg connection lost (%s): resuming",
                             self.client_id, contribution.round, exc)
                 self.aggregator.wait_ready()
+            except TooFewHolders as exc:
+                log.warning("client=%d round=%d sits out secure aggregation: %s",
+                            self.client_id, contribution.round, exc)
+                return
+            except SessionMismatch as exc:
+                log.warning("client=%d round=%d secagg %s: fresh keys", self.client_id,
+                            contribution.round, exc)
+                participant = None
             except AggregatorError as exc:
                 if exc.code == "stage_closed":
                     log.warning("client=%d round=%d left out of secure aggregation: %s",
@@ -116,6 +129,8 @@ class SecureUplink:
 
     def _exchange(self, contribution: Contribution, participant: Participant) -> None:
         round_, me = contribution.round, self.client_id
+        # A resumed participant names its session: a restarted aggregator refuses keys that
+        # were already advertised to the session it lost (409 session_superseded).
         reply = self.aggregator.post_json("/v1/secagg/keys", participant.advert().to_json())
         session = str(reply.json().get("session", ""))
         contribution.sessions.add(session)
@@ -126,25 +141,12 @@ class SecureUplink:
         masked = participant.masked(inbox, contribution.vector, contribution.metric_names)
         self.aggregator.post_body("/v1/secagg/masked", masked.encode())
         request = UnmaskRequest.from_json(self._poll("/v1/secagg/unmask", round_).json())
-        self._check_same_survivors(request)
+        self.ledger.check(request)
         answer = participant.unmask(request)
-        self._unmasked[round_] = list(request.survivors)
+        self.ledger.record(request)
         self.aggregator.post_body("/v1/secagg/unmask", answer.encode())
         log.info("client=%d round=%d secagg done session=%s survivors=%s dropped=%s", me,
                  round_, participant.session, request.survivors, request.dropped)
-
-    def _check_same_survivors(self, request: UnmaskRequest) -> None:
-        """One survivor set per round, whatever the sessions: sums over two sets that differ
-        by one client would give that client's update away."""
-        before = self._unmasked.get(request.round)
-        if before is not None and before != list(request.survivors):
-            log.error("client=%d event=secagg_refused round=%d reason=unmasked survivors %s "
-                      "before, now asked for %s", self.client_id, request.round, before,
-                      request.survivors)
-            raise UnsafeRequest(f"client {self.client_id} already helped unmask round "
-                                f"{request.round} for survivors {before}; it refuses another "
-                                f"set ({request.survivors}): the difference of the two sums "
-                                "would reveal a client's update")
 
     def _poll(self, path: str, round_: int, **params: object):
         return self.aggregator.long_poll(path, {"round": round_, **params})

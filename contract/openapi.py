@@ -196,6 +196,9 @@ _SCHEMAS = {
                            "the shares sealed to this client"},
             "mask_key": {**_KEY, "description": "X25519 public key (32 bytes, base64) for "
                          "pairwise masks; differs from cipher_key"},
+            "session": {"type": "string", "pattern": "^[0-9a-f]{1,64}$", "description":
+                        "on a re-send only: the session the keys were accepted in (another "
+                        "session is 409 session_superseded: fresh keys are needed)"},
         },
     },
     "Session": {"type": "object", "required": ["session"],

@@ -89,15 +89,17 @@ class SecureRound:
     # ---- stage 1: keys -----------------------------------------------------------------
 
     def add_keys(self, advert: KeyAdvert) -> bool:
-        """Record a client's public keys; False for an identical repeat."""
-        self._require(Stage.KEYS, advert.client_id, advert.round)
-        known = self.keys.get(advert.client_id)
-        if known is not None:
-            if known != (advert.cipher_key, advert.mask_key):
-                raise RoundConflict(f"client {advert.client_id} already advertised other keys "
-                                    f"for this session")
+        """Record a client's public keys; False for an identical repeat (at any stage: a
+        client that lost its connection resumes with it)."""
+        keys = (advert.cipher_key, advert.mask_key)
+        self._require(None, advert.client_id, advert.round, advert.session or None)
+        if self.keys.get(advert.client_id) == keys:
             return False
-        self.keys[advert.client_id] = (advert.cipher_key, advert.mask_key)
+        self._require(Stage.KEYS, advert.client_id, advert.round)
+        if advert.client_id in self.keys:
+            raise RoundConflict(f"client {advert.client_id} already advertised other keys "
+                                f"for this session")
+        self.keys[advert.client_id] = keys
         return True
 
     def roster(self) -> Roster:
@@ -108,19 +110,19 @@ class SecureRound:
     # ---- stage 2: shares ---------------------------------------------------------------
 
     def add_shares(self, message: SharesOut) -> bool:
-        """Keep a client's sealed shares; False for an identical repeat."""
-        self._require(Stage.SHARES, message.client_id, message.round, message.session)
+        """Keep a client's sealed shares; False for an identical repeat (at any stage)."""
         sender = message.client_id
+        self._require(None, sender, message.round, message.session)
+        if self.shares.get(sender) == message.sealed:
+            return False
+        self._require(Stage.SHARES, sender, message.round)
         holders = [h for h in self.params.holders(sender) if h in self.keys]
         if sorted(message.sealed) != holders:
             raise MalformedRequest(f"client {sender} must send one sealed share to each of "
                                    f"{holders} (itself and its neighbours with keys), got "
                                    f"{sorted(message.sealed)}")
-        known = self.shares.get(sender)
-        if known is not None:
-            if known != message.sealed:
-                raise RoundConflict(f"client {sender} already sent other shares this session")
-            return False
+        if sender in self.shares:
+            raise RoundConflict(f"client {sender} already sent other shares this session")
         self.shares[sender] = dict(message.sealed)
         return True
 
@@ -136,8 +138,13 @@ class SecureRound:
     # ---- stage 3: masked inputs --------------------------------------------------------
 
     def add_masked(self, message: MaskedInput) -> bool:
-        """Fold a masked input into the running sum; False for an identical repeat."""
-        self._require(Stage.MASKED, message.client_id, message.round, message.session)
+        """Fold a masked input into the running sum; False for an identical repeat (at any
+        stage)."""
+        self._require(None, message.client_id, message.round, message.session)
+        digest = hashlib.sha256(message.vector.tobytes()).hexdigest()
+        if self.masked.get(message.client_id) == digest:
+            return False
+        self._require(Stage.MASKED, message.client_id, message.round)
         if message.vector.size != self.model_words + len(message.metric_names):
             raise IncompatibleUpdate(
                 f"a masked input of round {self.round} has {self.model_words} words plus one "
@@ -146,13 +153,9 @@ class SecureRound:
         if self.metric_names is not None and message.metric_names != self.metric_names:
             raise IncompatibleUpdate(f"metric names {message.metric_names} differ from the "
                                      f"round's {self.metric_names}")
-        digest = hashlib.sha256(message.vector.tobytes()).hexdigest()
-        known = self.masked.get(message.client_id)
-        if known is not None:
-            if known != digest:
-                raise RoundConflict(f"client {message.client_id} already sent another masked "
-                                    "input this session")
-            return False
+        if message.client_id in self.masked:
+            raise RoundConflict(f"client {message.client_id} already sent another masked "
+                                "input this session")
         if self.sum is None:
             self.sum = message.vector.copy()
             self.metric_names = list(message.metric_names)
@@ -168,9 +171,12 @@ class SecureRound:
     # ---- stage 4: unmasking ------------------------------------------------------------
 
     def add_reply(self, reply: UnmaskReply) -> bool:
-        """Keep a survivor's shares; False for an identical repeat."""
-        self._require(Stage.UNMASK, reply.client_id, reply.round, reply.session)
+        """Keep a survivor's shares; False for an identical repeat (at any stage)."""
         holder = reply.client_id
+        self._require(None, holder, reply.round, reply.session)
+        if self.replies.get(holder) == reply:
+            return False
+        self._require(Stage.UNMASK, holder, reply.round)
         for kind, asked, given in (("seed", self.masked, reply.seed_shares),
                                    ("key", self.dropped, reply.key_shares)):
             wanted = {j for j in asked if holder in self.params.holders(j)
@@ -178,11 +184,8 @@ class SecureRound:
             if set(given) - wanted:
                 raise MalformedRequest(f"client {holder} sent {kind} shares for "
                                        f"{sorted(set(given) - wanted)}, not asked of it")
-        known = self.replies.get(holder)
-        if known is not None:
-            if known != reply:
-                raise RoundConflict(f"client {holder} already sent other unmasking shares")
-            return False
+        if holder in self.replies:
+            raise RoundConflict(f"client {holder} already sent other unmasking shares")
         self.replies[holder] = reply
         return True
 
@@ -192,6 +195,8 @@ class SecureRound:
 
     def unmasked_sum(self) -> np.ndarray:
         """The sum of the survivors' quantised vectors: their masks removed."""
+        if self.sum is None:
+            raise CannotUnmask(f"no masked input arrived in round {self.round}")
         missing = self._missing_shares()
         if missing:
             raise CannotUnmask(f"too few shares (threshold {self.params.t}) to unmask "
@@ -237,13 +242,15 @@ class SecureRound:
         order = list(Stage)
         self.stage = order[order.index(self.stage) + 1]
 
-    def _require(self, stage: Stage, client_id: int, round_: int, session: str | None = None
-                 ) -> None:
+    def _require(self, stage: Stage | None, client_id: int, round_: int,
+                 session: str | None = None) -> None:
         if round_ != self.round:
             raise RoundConflict(f"round {round_} is not the open round {self.round}")
         if session is not None and session != self.session:
             raise SessionSuperseded(f"session {session} of round {round_} was superseded by "
                                     f"{self.session}: advertise fresh keys")
+        if stage is None:
+            return
         if self.stage != stage:
             raise StageClosed(f"round {self.round} is at stage {self.stage.value}, not "
                               f"{stage.value}: client {client_id} takes no part in it")

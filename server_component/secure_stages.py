@@ -56,6 +56,9 @@ class SecureStagesMixin:
         with self._cond:
             secure = self._secure_round(advert.round)
             fresh = secure.add_keys(advert)
+            if fresh:
+                log.info("event=secagg_keys round=%d client=%d keys=%d/%d", advert.round,
+                         advert.client_id, len(secure.keys), self.num_clients)
             self._advance(secure)
             return secure.session, fresh
 

@@ -41,11 +41,15 @@ class KeyAdvert:
     round: int
     cipher_key: bytes
     mask_key: bytes
+    session: str = ""  # a re-send names the session the keys were accepted in
 
     def to_json(self) -> dict:
         """The request body."""
-        return {"client_id": self.client_id, "round": self.round,
+        body = {"client_id": self.client_id, "round": self.round,
                 "cipher_key": _b64(self.cipher_key), "mask_key": _b64(self.mask_key)}
+        if self.session:
+            body["session"] = self.session
+        return body
 
     @classmethod
     def from_json(cls, data: object) -> KeyAdvert:
@@ -58,7 +62,8 @@ class KeyAdvert:
             raise MalformedRequest(f"key advertisement: {exc}") from None
         if keys[0] == keys[1]:
             raise MalformedRequest("key advertisement: cipher_key and mask_key must differ")
-        return cls(_int(data, "client_id"), _int(data, "round"), *keys)
+        session = _session(data["session"]) if "session" in data else ""
+        return cls(_int(data, "client_id"), _int(data, "round"), *keys, session)
 
 
 @dataclass(frozen=True)
