@@ -4,12 +4,15 @@ For each (clients N, parameters P) point, real client processes send a P-paramet
 update (split like a CNN's layers) and fetch the new global model, in lock-step rounds, through:
   ours         the real aggregator (waitress, safetensors, streaming FedAvg)
   ours-f16     the same with float16 updates (half the upload bytes)
+  ours-secagg  the same with secure aggregation (SecAgg+: keys, shares, masks, unmasking)
   seed         the KFP sample's design rebuilt (Flask dev server, JSON form posts, sleep polls)
   floor        the same bytes over raw loopback TCP into a numpy running sum
   flower       Flower 1.42's gRPC round trip with its FedAvg (when flwr imports)
 It prints a markdown table and, per point, one summary line of ratios from this run:
 ``transport: N=<n> P=<p> ours=<s>s seed_design=<s>s floor=<s>s speedup_vs_seed=<x>
-ratio_to_floor=<x> flower=<s>s speedup_vs_flower=<x>``.
+ratio_to_floor=<x> flower=<s>s speedup_vs_flower=<x>``, and where ours-secagg ran
+``transport_secagg: N=<n> P=<p> plain=<s>s secure=<s>s overhead=<x> plain_peak_mib=<m>
+secure_peak_mib=<m>``.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ import sys
 from collections.abc import Sequence
 
 from bench.harness import MIB, markdown_table
-from bench.transport import floor, flower, ours, seed_design
+from bench.transport import floor, flower, ours, secure, seed_design
 from bench.transport.rounds import DesignResult, RoundPlan
 
-DESIGNS = ("ours", "ours-f16", "seed", "floor", "flower")
+DESIGNS = ("ours", "ours-f16", "ours-secagg", "seed", "floor", "flower")
 
 
 BASELINES = {"seed": "seed design (KFP sample)", "flower": "Flower 1.42 gRPC"}
@@ -42,6 +45,12 @@ def measure_point(plan: RoundPlan, designs: Sequence[str], args: argparse.Namesp
             results[design] = ours.measure(plan)
         elif design == "ours-f16":
             results[design] = ours.measure(plan, update_dtype="float16")
+        elif design == "ours-secagg" and plan.params > args.secagg_max_params:
+            results[design] = DesignResult("ours, secure aggregation (SecAgg+)", skipped=(
+                f"P > {args.secagg_max_params}: each client expands N masks of 4P bytes "
+                "(time budget on 2 cores)"))
+        elif design == "ours-secagg":
+            results[design] = secure.measure(plan)
         elif design == "floor":
             results[design] = floor.measure(plan)
         elif design == "flower":
@@ -80,10 +89,24 @@ def summary_line(plan: RoundPlan, results: dict[str, DesignResult]) -> str:
             return "skipped"
         return f"{a.median / b.median:.2f}"
 
-    return (f"transport: N={plan.num_clients} P={plan.params} ours={seconds('ours')} "
+    line = (f"transport: N={plan.num_clients} P={plan.params} ours={seconds('ours')} "
             f"seed_design={seconds('seed')} floor={seconds('floor')} "
             f"speedup_vs_seed={ratio('seed', 'ours')} ratio_to_floor={ratio('ours', 'floor')} "
             f"flower={seconds('flower')} speedup_vs_flower={ratio('flower', 'ours')}")
+    if "ours-secagg" not in results:
+        return line
+    return line + "\n" + secagg_line(plan, results, seconds, ratio)
+
+
+def secagg_line(plan: RoundPlan, results: dict[str, DesignResult], seconds, ratio) -> str:
+    """Secure against plain aggregation at one point, measured side by side in this run."""
+    def peak(key: str) -> str:
+        r = results.get(key)
+        return "skipped" if r is None or r.skipped else f"{r.server_peak_mib:.0f}"
+
+    return (f"transport_secagg: N={plan.num_clients} P={plan.params} plain={seconds('ours')} "
+            f"secure={seconds('ours-secagg')} overhead={ratio('ours-secagg', 'ours')} "
+            f"plain_peak_mib={peak('ours')} secure_peak_mib={peak('ours-secagg')}")
 
 
 def _int_list(text: str) -> list[int]:
@@ -105,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"comma-separated subset of {','.join(DESIGNS)}")
     parser.add_argument("--baseline-clients", type=_int_list, default=[2, 5],
                         help="client counts at which the slow baselines run (default 2,5)")
+    parser.add_argument("--secagg-max-params", type=int, default=10_000_000,
+                        help="skip secure aggregation above this many parameters (time)")
     parser.add_argument("--seed-max-params", type=int, default=1_000_000,
                         help="skip the seed design above this many parameters (memory/time)")
     args = parser.parse_args(argv)
