@@ -58,6 +58,16 @@ def test_bench_transport_smoke_runs_every_design_it_can():
 
 
 @pytest.mark.slow
+def test_bench_transport_smoke_compares_secure_with_plain_aggregation():
+    _, summaries = _summary(
+        ["bench.transport", "--clients", "3", "--params", "20000", "--rounds", "1",
+         "--designs", "ours,ours-secagg"], "transport_secagg:")
+    (values,) = summaries
+    assert values["N"] == "3" and values["P"] == "20000"
+    assert float(values["overhead"]) > 0 and float(values["secure_peak_mib"]) > 0
+
+
+@pytest.mark.slow
 def test_bench_training_smoke_compares_the_fl_client_with_plain_keras():
     _, (values,) = _summary(["bench.training", "--data", "breast_cancer", "--rounds", "2"],
                             "training:")
