@@ -93,8 +93,12 @@ def _post_init(aggregator: AggregatorClient, learner: Learner, config: ClientCon
     reports and exports: partition statistics, training settings, the architecture."""
     settings = {**config.report_settings(),
                 "framework": getattr(learner, "framework", type(learner).__name__)}
-    meta = wire.InitMeta(config.client_id, getattr(learner, "partition_stats", None) or {},
-                         settings, getattr(learner, "architecture", None) or "")
+    # A site's label histogram says something about its patients: under secure aggregation
+    # the aggregator learns sums only, so the client keeps it to itself.
+    partition = ({} if config.secure_aggregation == "secagg"
+                 else getattr(learner, "partition_stats", None) or {})
+    meta = wire.InitMeta(config.client_id, partition, settings,
+                         getattr(learner, "architecture", None) or "")
     return aggregator.post_init(learner.get_weights(), meta)
 
 

@@ -30,6 +30,7 @@ from contract.secagg.messages import (
 from contract.secagg.params import SecAggParams
 from contract.secagg.quantize import Quantizer
 from server_component.checkpoint import RoundRecord
+from server_component.counters import Counters
 from server_component.rounds import OpenRound
 from server_component.secure_round import CannotUnmask, SecureRound, Stage
 from server_component.strategies import RunningWeightedSum
@@ -47,6 +48,7 @@ class SecureStagesMixin:
     min_clients: int
     num_clients: int
     round_timeout: float | None
+    counters: Counters
 
     # ---- what the endpoints call -------------------------------------------------------
 
@@ -88,6 +90,7 @@ class SecureStagesMixin:
             secure = self._secure_round(message.round)
             fresh = secure.add_masked(message)
             if fresh:
+                self.counters.update_accepted(message.vector.nbytes)
                 log.info("event=masked_input round=%d client=%d masked=%d/%d", message.round,
                          message.client_id, len(secure.masked), len(secure.shares))
             self._advance(secure)

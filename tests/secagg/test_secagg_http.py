@@ -32,6 +32,8 @@ def test_secure_rounds_give_plain_fedavgs_model_and_hide_per_client_metrics():
     try:
         learners = [NumpyLearner(c) for c in range(5)]
         twins = [NumpyLearner(c) for c in range(5)]
+        for learner in learners + twins:
+            learner.partition_stats = {"examples": 10, "labels": [3, 7]}
         federate_all(secure.url, learners, 3, TOKEN, secure_aggregation="secagg")
         federate_all(plain.url, twins, 3, TOKEN)
         for a, b in zip(learners[0].weights, twins[0].weights, strict=True):
@@ -40,6 +42,9 @@ def test_secure_rounds_give_plain_fedavgs_model_and_hide_per_client_metrics():
         assert [r.num_examples for r in secure_history] == [r.num_examples for r in plain_history]
         assert secure_history[-1].metrics == pytest.approx(plain_history[-1].metrics, abs=1e-3)
         assert all(not r.client_metrics and not r.client_examples for r in secure_history)
+        # A site's label histogram stays at the site under secure aggregation.
+        assert secure.coordinator.run_info.partitions == {}
+        assert len(plain.coordinator.run_info.partitions) == 5
         assert secure.get("/v1/status").json()["secure_aggregation"] == "secagg"
     finally:
         secure.server.stop()
