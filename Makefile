@@ -94,10 +94,11 @@ profile: $(STAMP)
 FLOWER_VENV := .venv-flower
 flower-venv: $(FLOWER_VENV)/.installed
 
-$(FLOWER_VENV)/.installed: bench/flower-requirements.txt
+$(FLOWER_VENV)/.installed: bench/flower-requirements.txt bench/flower-secagg-requirements.txt
 	test -x $(FLOWER_VENV)/bin/python || $(PYTHON) -m venv $(FLOWER_VENV)
 	$(FLOWER_VENV)/bin/python -m pip install --quiet -r bench/flower-requirements.txt
 	$(FLOWER_VENV)/bin/python -m pip install --quiet --no-deps 'flwr==1.42.0'
+	$(FLOWER_VENV)/bin/python -m pip install --quiet -r bench/flower-secagg-requirements.txt
 	touch $@
 
 # Federated vs centralized learning quality on the real data in ../shared/data (minutes).

@@ -8,11 +8,12 @@ update (split like a CNN's layers) and fetch the new global model, in lock-step 
   seed         the KFP sample's design rebuilt (Flask dev server, JSON form posts, sleep polls)
   floor        the same bytes over raw loopback TCP into a numpy running sum
   flower       Flower 1.42's gRPC round trip with its FedAvg (when flwr imports)
+  flower-secagg  Flower 1.42's SecAggPlusWorkflow + secaggplus_mod in its simulation runtime
 It prints a markdown table and, per point, one summary line of ratios from this run:
 ``transport: N=<n> P=<p> ours=<s>s seed_design=<s>s floor=<s>s speedup_vs_seed=<x>
 ratio_to_floor=<x> flower=<s>s speedup_vs_flower=<x>``, and where ours-secagg ran
 ``transport_secagg: N=<n> P=<p> plain=<s>s secure=<s>s overhead=<x> plain_peak_mib=<m>
-secure_peak_mib=<m>``.
+secure_peak_mib=<m> flower_secaggplus=<s>s speedup_vs_flower_secaggplus=<x>``.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ import sys
 from collections.abc import Sequence
 
 from bench.harness import MIB, markdown_table
-from bench.transport import floor, flower, ours, secure, seed_design
+from bench.transport import floor, flower, flower_secagg, ours, secure, seed_design
 from bench.transport.rounds import DesignResult, RoundPlan
 
-DESIGNS = ("ours", "ours-f16", "ours-secagg", "seed", "floor", "flower")
+DESIGNS = ("ours", "ours-f16", "ours-secagg", "seed", "floor", "flower", "flower-secagg")
 
 
-BASELINES = {"seed": "seed design (KFP sample)", "flower": "Flower 1.42 gRPC"}
+BASELINES = {"seed": "seed design (KFP sample)", "flower": "Flower 1.42 gRPC",
+             "flower-secagg": "Flower 1.42 SecAgg+"}
 
 
 def measure_point(plan: RoundPlan, designs: Sequence[str], args: argparse.Namespace
@@ -38,7 +40,8 @@ def measure_point(plan: RoundPlan, designs: Sequence[str], args: argparse.Namesp
     for design in designs:
         print(f"# N={plan.num_clients} P={plan.params} {design} ...", file=sys.stderr,
               flush=True)
-        if design in BASELINES and plan.num_clients not in args.baseline_clients:
+        if (design in ("seed", "flower")
+                and plan.num_clients not in args.baseline_clients):
             results[design] = DesignResult(BASELINES[design], skipped=(
                 f"N={plan.num_clients} not in --baseline-clients (time budget)"))
         elif design == "ours":
@@ -55,6 +58,8 @@ def measure_point(plan: RoundPlan, designs: Sequence[str], args: argparse.Namesp
             results[design] = floor.measure(plan)
         elif design == "flower":
             results[design] = flower.measure(baseline)
+        elif design == "flower-secagg":
+            results[design] = _flower_secagg(plan, baseline, args)
         elif plan.params > args.seed_max_params:
             results[design] = DesignResult(
                 BASELINES["seed"], skipped=f"P > {args.seed_max_params}: needs ~13.6 s and "
@@ -62,6 +67,17 @@ def measure_point(plan: RoundPlan, designs: Sequence[str], args: argparse.Namesp
         else:
             results[design] = seed_design.measure(baseline)
     return results
+
+
+def _flower_secagg(plan: RoundPlan, baseline: RoundPlan, args: argparse.Namespace
+                   ) -> DesignResult:
+    if plan.params > args.secagg_max_params:
+        return DesignResult(BASELINES["flower-secagg"],
+                            skipped=f"P > {args.secagg_max_params} (time budget)")
+    missing = flower_secagg.available()
+    if missing:
+        return DesignResult(BASELINES["flower-secagg"], skipped=missing)
+    return flower_secagg.measure(baseline)
 
 
 def table_rows(plan: RoundPlan, results: dict[str, DesignResult]) -> list[tuple]:
@@ -106,7 +122,9 @@ def secagg_line(plan: RoundPlan, results: dict[str, DesignResult], seconds, rati
 
     return (f"transport_secagg: N={plan.num_clients} P={plan.params} plain={seconds('ours')} "
             f"secure={seconds('ours-secagg')} overhead={ratio('ours-secagg', 'ours')} "
-            f"plain_peak_mib={peak('ours')} secure_peak_mib={peak('ours-secagg')}")
+            f"plain_peak_mib={peak('ours')} secure_peak_mib={peak('ours-secagg')} "
+            f"flower_secaggplus={seconds('flower-secagg')} "
+            f"speedup_vs_flower_secaggplus={ratio('flower-secagg', 'ours-secagg')}")
 
 
 def _int_list(text: str) -> list[int]:
@@ -116,7 +134,7 @@ def _int_list(text: str) -> list[int]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.transport", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", type=_int_list, default=[2, 5, 10],
+    parser.add_argument("--clients", type=_int_list, default=[2, 5],
                         help="comma-separated client counts (default 2,5,10)")
     parser.add_argument("--params", type=_int_list, default=[1_000_000, 10_000_000, 25_000_000],
                         help="comma-separated parameter counts (default 1e6,1e7,2.5e7)")
