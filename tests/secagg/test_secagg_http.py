@@ -4,6 +4,7 @@ nothing; a malicious aggregator gets a refusal."""
 
 import logging
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -239,3 +240,25 @@ def _expect(response, status, code=None):
     assert response.status_code == status, response.text
     if code:
         assert response.json()["error"] == code
+
+
+def test_without_a_quorum_at_a_stage_the_run_fails_naming_the_stage_and_the_missing():
+    aggregator = _secure(3, 1, round_timeout=1.0, min_clients=3)
+
+    def stuck(client_id, round_):
+        if client_id == 2:
+            time.sleep(2.5)
+
+    results, errors = {}, {}
+    try:
+        for thread in start_clients(aggregator.url, [NumpyLearner(c, before_fit=stuck)
+                                                     for c in range(3)], 1, TOKEN, results,
+                                    errors, long_poll_s=1.0, secure_aggregation="secagg"):
+            thread.join(timeout=60)
+        failure = aggregator.coordinator.failure
+        assert "secure-aggregation stage keys with 2 of 3 clients" in failure
+        assert "missing client ids [2]" in failure
+        assert not results and all(getattr(e, "code", "") == "run_failed"
+                                   for e in errors.values()), errors
+    finally:
+        aggregator.server.stop()
