@@ -15,10 +15,16 @@ SERVER_PACKAGES = [
     # The outputs: per-client metrics table and the HTML report's plots.
     "pandas>=2.1,<3",
     "matplotlib>=3.8,<4",
+    # Secure aggregation (contract.secagg): X25519, HKDF, AES-GCM, AES-CTR.
+    "cryptography>=43,<51",
 ]
 SERVICE_PACKAGES = ["kubernetes>=30,<31"]
 CLIENT_PACKAGES = [
     "requests>=2.31,<3",
     "safetensors>=0.4.3,<0.9",
     "scikit-learn>=1.4,<2",
+    "cryptography>=43,<51",
+    # Not in the TensorFlow image: the csv dataset reads with pandas, image folders with Pillow.
+    "pandas>=2.1,<3",
+    "pillow>=10,<13",
 ]

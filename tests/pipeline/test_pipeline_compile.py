@@ -243,6 +243,60 @@ def test_runtime_installs_match_the_tested_versions():
         assert requirement.specifier.contains(version(requirement.name)), spec
 
 
+# What the component images already hold (python:3.11-slim: the standard library only;
+# tensorflow/tensorflow: TensorFlow with Keras and numpy).
+IMAGE_PROVIDES = {"aggregator": set(), "client": {"tensorflow", "keras", "numpy"}}
+# Installed with a package a component names: flask brings werkzeug, requests brings urllib3.
+TRANSITIVE = {"werkzeug": "flask", "urllib3": "requests"}
+# The service tasks (SERVICE_PACKAGES), not the aggregator, run server_component.k8s_objects.
+SERVICE_ONLY = {"k8s_objects.py"}
+
+
+def _third_party_imports(packages: list[str]) -> set[str]:
+    """Top-level modules outside the standard library that the packages' code imports."""
+    import ast
+
+    found = set()
+    for package in packages:
+        for path in (REPO_ROOT / package).rglob("*.py"):
+            if path.name in SERVICE_ONLY:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    found |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    found.add(node.module.split(".")[0])
+    local = {"contract", "server_component", "client_component"}
+    return {m for m in found - local if m not in sys.stdlib_module_names}
+
+
+@pytest.mark.parametrize(("component", "packages", "installed"), [
+    ("aggregator", ["server_component", "contract"], SERVER_PACKAGES),
+    ("client", ["client_component", "contract"], CLIENT_PACKAGES),
+])
+def test_every_import_of_a_pod_is_installed_in_it(component, packages, installed):
+    """The local runner runs in this venv and would hide a module the pod lacks: every
+    third-party import of the code a component ships is in its image or its pip line."""
+    from importlib.metadata import packages_distributions
+
+    from packaging.requirements import Requirement
+
+    def canonical(name: str) -> str:
+        return name.lower().replace("_", "-")
+
+    named = {canonical(Requirement(spec).name) for spec in installed}
+    distributions = packages_distributions()
+    missing = []
+    for module in sorted(_third_party_imports(packages)):
+        dists = {canonical(d) for d in distributions.get(module, [module])}
+        carrier = TRANSITIVE.get(module)
+        if module in IMAGE_PROVIDES[component] or (carrier and carrier in named):
+            continue
+        if not dists & named:
+            missing.append(f"{module} ({', '.join(sorted(dists))})")
+    assert not missing, f"{component} pod lacks {missing}"
+
+
 def test_compile_in_process_is_deterministic(tmp_path):
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     compile_pipeline(a, 5)
