@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from contract.secagg import params as secagg
-from contract.settings import CrossCheck, Namer, at_least, in_range, parses, setting
+from contract.settings import CrossCheck, Namer, at_least, in_range, parses, setting, values_of
 from server_component.strategies import STRATEGIES, StrategyError, parse_strategy
 
 DEFAULT_MAX_UPDATE_MB = 1024.0
@@ -94,7 +94,7 @@ class AggregatorConfig:
         """The secure-aggregation parameters; None when it is off."""
         if self.secure_aggregation == "off":
             return None
-        return secagg.params_of(self.__dict__)
+        return secagg.params_of(values_of(self))
 
     @property
     def server_threads(self) -> int:
