@@ -49,11 +49,18 @@ def run_logged(config: ClientConfig) -> int:
                         stream=sys.stdout, force=True)
     # Imported here: a bad setting fails before TensorFlow is loaded.
     from client_component.federated_client import OutOfStep
+    from client_component.secure_participant import SessionMismatch, UnsafeRequest
     from client_component.transport import AggregatorError, AggregatorUnreachable
+    from client_component.uplink import SecureAggregationOff
+    from contract.secagg.quantize import QuantisationError
 
     try:
         run_client(config)
     except (DatasetError, PartitionError) as exc:
+        return _failed(config.client_id, exc, EXIT_BAD_INPUT)
+    except (UnsafeRequest, SessionMismatch, SecureAggregationOff, QuantisationError) as exc:
+        # Secure aggregation refused (an unsafe request, settings the aggregator does not
+        # share, a site over secagg_max_examples): a retry would meet the same.
         return _failed(config.client_id, exc, EXIT_BAD_INPUT)
     except (AggregatorUnreachable, AggregatorError, OutOfStep) as exc:
         return _failed(config.client_id, exc, EXIT_RETRYABLE)
