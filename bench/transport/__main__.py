@@ -71,9 +71,9 @@ def measure_point(plan: RoundPlan, designs: Sequence[str], args: argparse.Namesp
 
 def _flower_secagg(plan: RoundPlan, baseline: RoundPlan, args: argparse.Namespace
                    ) -> DesignResult:
-    if plan.params > args.secagg_max_params:
+    if plan.params > args.flower_secagg_max_params:
         return DesignResult(BASELINES["flower-secagg"],
-                            skipped=f"P > {args.secagg_max_params} (time budget)")
+                            skipped=f"P > {args.flower_secagg_max_params} (time budget)")
     missing = flower_secagg.available()
     if missing:
         return DesignResult(BASELINES["flower-secagg"], skipped=missing)
@@ -148,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="client counts at which the slow baselines run (default 2,5)")
     parser.add_argument("--secagg-max-params", type=int, default=10_000_000,
                         help="skip secure aggregation above this many parameters (time)")
+    parser.add_argument("--flower-secagg-max-params", type=int, default=1_000_000,
+                        help="skip Flower's SecAgg+ above this many parameters (time)")
     parser.add_argument("--seed-max-params", type=int, default=1_000_000,
                         help="skip the seed design above this many parameters (memory/time)")
     args = parser.parse_args(argv)
