@@ -86,22 +86,25 @@ def test_each_masked_input_is_indistinguishable_from_uniform():
         assert abs(np.corrcoef(masked[:-1].astype(float), plain[:-1].astype(float))[0, 1]) < 0.01
 
 
-def _unmask_alone(outcome, cid, seed_holders, key_holders):
+def _strip_masks(outcome, cid, seed_holders, key_holders, key_bytes=crypto.KEY_BYTES):
     """What colluders holding these shares could do with client ``cid``'s masked input:
-    rebuild its seed and its mask key from the shares and strip both masks."""
+    interpolate its seed and its mask key from the shares (``key_bytes`` 66: t - 1 shares
+    forced through as if enough, the field element's low 32 bytes taken as the key) and
+    strip both masks."""
     client = outcome.clients[cid]
     params, salt = outcome.server.params, outcome.server.session.encode()
-    seed = shamir.combine({h: outcome.clients[h]._received[cid][0] for h in seed_holders},
-                          len(seed_holders), crypto.KEY_BYTES)
-    raw = shamir.combine({h: outcome.clients[h]._received[cid][1] for h in key_holders},
-                         len(key_holders), crypto.KEY_BYTES)
+
+    def rebuilt(holders, which, size):
+        shares = {h: outcome.clients[h]._received[cid][which] for h in holders}
+        return shamir.combine(shares, len(shares), size)
+
+    seed = rebuilt(seed_holders, 0, crypto.KEY_BYTES)
+    key = crypto.load_private(rebuilt(key_holders, 1, key_bytes)[-crypto.KEY_BYTES:])
     y = outcome.recording.masked[cid].copy()
     crypto.apply_mask(y, crypto.derive(seed, crypto.SELF_MASK, salt), -1)
-    key = crypto.load_private(raw)
     for peer in params.neighbours_of(cid):
-        if peer in outcome.recording.masked:
-            pair = crypto.agree(key, client.roster.keys[peer][1], crypto.PAIR_MASK, salt)
-            crypto.apply_mask(y, pair, -1 if cid < peer else +1)
+        pair = crypto.agree(key, client.roster.keys[peer][1], crypto.PAIR_MASK, salt)
+        crypto.apply_mask(y, pair, -1 if cid < peer else +1)
     return y
 
 
@@ -113,31 +116,14 @@ def test_the_true_update_is_recoverable_only_with_t_shares():
     outcome = run_round(SecAggParams(5), updates, weights)
     t, target = outcome.server.params.t, 0
     plain, _ = outcome.quantizer.encode([updates[target]], weights[target], [])
-    recovered = _unmask_alone(outcome, target, [1, 2, 3], [1, 2, 3])
+    recovered = _strip_masks(outcome, target, [1, 2, 3], [1, 2, 3])
     assert t == 3
     np.testing.assert_array_equal(recovered, plain)
     # t - 1 colluders: the key does not rebuild (or rebuilds to another key), masks stay.
     with pytest.raises((shamir.NotEnoughShares, ValueError)):
         shamir.combine({h: outcome.clients[h]._received[target][1] for h in (1, 2)}, 3, 32)
-    wrong = _forced_unmask(outcome, target, seed_holders=[1, 2, 3], key_holders=[1, 2])
+    wrong = _strip_masks(outcome, target, [1, 2, 3], [1, 2], key_bytes=shamir.SHARE_BYTES)
     assert abs(np.corrcoef(wrong[:-1].astype(float), plain[:-1].astype(float))[0, 1]) < 0.01
-
-
-def _forced_unmask(outcome, cid, seed_holders, key_holders):
-    """As ``_unmask_alone``, interpolating t - 1 key shares as if they were enough."""
-    client = outcome.clients[cid]
-    params, salt = outcome.server.params, outcome.server.session.encode()
-    seed = shamir.combine({h: outcome.clients[h]._received[cid][0] for h in seed_holders},
-                          len(seed_holders), crypto.KEY_BYTES)
-    points = {h: outcome.clients[h]._received[cid][1] for h in key_holders}
-    value = shamir.combine(points, len(points), 66)  # a field element, not the key
-    y = outcome.recording.masked[cid].copy()
-    crypto.apply_mask(y, crypto.derive(seed, crypto.SELF_MASK, salt), -1)
-    guess = crypto.load_private(value[-32:])
-    for peer in params.neighbours_of(cid):
-        pair = crypto.agree(guess, client.roster.keys[peer][1], crypto.PAIR_MASK, salt)
-        crypto.apply_mask(y, pair, -1 if cid < peer else +1)
-    return y
 
 
 def test_the_aggregators_own_shares_strip_only_the_self_mask():
