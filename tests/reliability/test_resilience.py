@@ -16,19 +16,20 @@ from tests.support.live_aggregator import free_port
 from tests.support.numpy_learner import NumpyLearner
 
 
-def start_clients(port, n, rounds, learners, results, errors):
+def start_clients(port, n, rounds, learners, results, errors, **settings):
     """``n`` clients against the aggregator process on ``port`` (short long polls)."""
     return federation.start_clients(f"http://127.0.0.1:{port}", learners[:n], rounds, TOKEN,
-                                    results, errors, long_poll_s=2)
+                                    results, errors, long_poll_s=2, **settings)
 
 
-def run_federation(tmp_path, n=3, rounds=4, flags=(), before_fit=None, on_started=None):
+def run_federation(tmp_path, n=3, rounds=4, flags=(), before_fit=None, on_started=None,
+                   **client_settings):
     port, out = free_port(), tmp_path / "out"
     server = AggregatorProcess(port, out, "--num-clients", str(n), "--rounds", str(rounds),
                                *flags)
     learners = [NumpyLearner(cid, before_fit=before_fit) for cid in range(n)]
     results, errors = {}, {}
-    threads = start_clients(port, n, rounds, learners, results, errors)
+    threads = start_clients(port, n, rounds, learners, results, errors, **client_settings)
     if on_started:
         server = on_started(server, port, out) or server
     for t in threads:

@@ -16,29 +16,16 @@ from contract.secagg.quantize import Quantizer
 from server_component.checkpoint import CHECKPOINT_FILE
 from server_component.outputs import FINAL_WEIGHTS
 from server_component.secure_round import CannotUnmask, SecureRound
-from tests.support import federation
-from tests.support.aggregator_process import TOKEN, AggregatorProcess
-from tests.support.live_aggregator import free_port
-from tests.support.numpy_learner import NumpyLearner
+from tests.reliability.test_resilience import run_federation
+from tests.support.aggregator_process import AggregatorProcess
 
 SECURE = ("--secure-aggregation", "secagg")
 
 
-def _federation(tmp_path, flags, before_fit=None, on_started=None, rounds=3):
-    port, out = free_port(), tmp_path / "out"
-    server = AggregatorProcess(port, out, "--num-clients", "3", "--rounds", str(rounds),
-                               *flags)
-    learners = [NumpyLearner(c, before_fit=before_fit) for c in range(3)]
-    results, errors = {}, {}
-    threads = federation.start_clients(f"http://127.0.0.1:{port}", learners, rounds, TOKEN,
-                                       results, errors, long_poll_s=2,
-                                       secure_aggregation="secagg" if SECURE[0] in flags
-                                       else "off")
-    if on_started:
-        server = on_started(server, port, out) or server
-    for thread in threads:
-        thread.join(timeout=120)
-    return server, learners, results, errors, out
+def _federation(tmp_path, flags, before_fit=None, on_started=None):
+    secure = "secagg" if SECURE[0] in flags else "off"
+    return run_federation(tmp_path, n=3, rounds=3, flags=flags, before_fit=before_fit,
+                          on_started=on_started, secure_aggregation=secure)
 
 
 @pytest.mark.slow
