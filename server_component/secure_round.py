@@ -47,6 +47,11 @@ class Stage(str, Enum):
     DONE = "done"
 
 
+def masked_digest(message: MaskedInput) -> str:
+    """What tells a re-sent masked input from a different one."""
+    return hashlib.sha256(message.vector).hexdigest()
+
+
 class CannotUnmask(RuntimeError):
     """Too few shares to rebuild a secret: the round cannot produce its sum."""
 
@@ -137,11 +142,11 @@ class SecureRound:
 
     # ---- stage 3: masked inputs --------------------------------------------------------
 
-    def add_masked(self, message: MaskedInput) -> bool:
+    def add_masked(self, message: MaskedInput, digest: str | None = None) -> bool:
         """Fold a masked input into the running sum; False for an identical repeat (at any
-        stage)."""
+        stage). ``digest``: its ``masked_digest``, computed before the caller's lock."""
         self._require(None, message.client_id, message.round, message.session)
-        digest = hashlib.sha256(message.vector.tobytes()).hexdigest()
+        digest = digest or masked_digest(message)
         if self.masked.get(message.client_id) == digest:
             return False
         self._require(Stage.MASKED, message.client_id, message.round)

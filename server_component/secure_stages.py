@@ -32,7 +32,7 @@ from contract.secagg.quantize import Quantizer
 from server_component.checkpoint import RoundRecord
 from server_component.counters import Counters
 from server_component.rounds import OpenRound
-from server_component.secure_round import CannotUnmask, SecureRound, Stage
+from server_component.secure_round import CannotUnmask, SecureRound, Stage, masked_digest
 from server_component.strategies import RunningWeightedSum
 
 log = logging.getLogger(__name__)
@@ -86,9 +86,10 @@ class SecureStagesMixin:
     def secagg_masked(self, message: MaskedInput) -> bool:
         """Stage 3: fold a masked input into the round's uint32 sum."""
         self._check_client(message.client_id)
+        digest = masked_digest(message)  # a model-sized hash, outside the lock
         with self._cond:
             secure = self._secure_round(message.round)
-            fresh = secure.add_masked(message)
+            fresh = secure.add_masked(message, digest)
             if fresh:
                 self.counters.update_accepted(message.vector.nbytes)
                 log.info("event=masked_input round=%d client=%d masked=%d/%d", message.round,
