@@ -67,13 +67,15 @@ def federate(learner: Learner, aggregator: AggregatorClient, config: ClientConfi
     """The whole protocol; returns the final global model's metrics on the test split."""
     aggregator.wait_ready(config.connect_timeout_s)
     _retrying(aggregator, config, "init", lambda: _post_init(aggregator, learner, config))
+    _restore_budget(learner, aggregator, config)
     uplink = (SecureUplink(aggregator, config) if config.secure_aggregation == "secagg"
               else PlainUplink(aggregator, config.client_id))
     last = _train_all_rounds(learner, aggregator, config, uplink)
     # The last round's update may be lost too (a restart): the same check as every round.
     check = functools.partial(_ensure_reported, aggregator, uplink, last)
+    final = _final_version(aggregator, config)
     learner.set_weights(_retrying(aggregator, config, "final model",
-                                  lambda: aggregator.fetch_model(config.rounds, on_wait=check)))
+                                  lambda: aggregator.fetch_model(final, on_wait=check)))
     num_test, final = learner.evaluate_test()
     counts = learner.test_counts() if hasattr(learner, "test_counts") else None
     metrics = {f"test_{k}": v for k, v in final.items()}
@@ -94,12 +96,41 @@ def _post_init(aggregator: AggregatorClient, learner: Learner, config: ClientCon
     settings = {**config.report_settings(),
                 "framework": getattr(learner, "framework", type(learner).__name__)}
     # A site's label histogram says something about its patients: under secure aggregation
-    # the aggregator learns sums only, so the client keeps it to itself.
-    partition = ({} if config.secure_aggregation == "secagg"
-                 else getattr(learner, "partition_stats", None) or {})
+    # the aggregator learns sums only, and differential privacy does not account for it, so
+    # the client then keeps it to itself.
+    private = config.secure_aggregation == "secagg" or config.dp != "off"
+    partition = {} if private else getattr(learner, "partition_stats", None) or {}
     meta = wire.InitMeta(config.client_id, partition, settings,
                          getattr(learner, "architecture", None) or "")
     return aggregator.post_init(learner.get_weights(), meta)
+
+
+def _restore_budget(learner: Learner, aggregator: AggregatorClient,
+                    config: ClientConfig) -> None:
+    """A restarted client resumes its DP-SGD budget from the steps the aggregator recorded:
+    a retry of the task cannot spend the budget again."""
+    budget = getattr(learner, "privacy_budget", None)
+    if budget is None:
+        return
+    recorded = aggregator.status().dp_steps.get(str(config.client_id), 0)
+    if recorded > budget.spent:
+        budget.restore(recorded)
+        budget.spend(0, next_round=learner.private_steps_per_round())
+        log.info("client=%d dp=example resumed at %d steps (epsilon=%.4f)", config.client_id,
+                 budget.spent, budget.epsilon)
+
+
+def _final_version(aggregator: AggregatorClient, config: ClientConfig) -> int:
+    """The version training ends at: ``rounds``, unless the privacy budget ended it early
+    (only differential privacy can)."""
+    return config.rounds if config.dp == "off" else aggregator.status().last_version
+
+
+def _training_ended_before(aggregator: AggregatorClient, config: ClientConfig,
+                           round_: int) -> bool:
+    """Whether the privacy budget ended training before ``round_`` (checked once a round,
+    only with differential privacy)."""
+    return config.dp != "off" and aggregator.status().last_version < round_
 
 
 def _retrying(aggregator: AggregatorClient, config: ClientConfig, what: str,
@@ -131,6 +162,10 @@ def _train_all_rounds(learner: Learner, aggregator: AggregatorClient, config: Cl
             # While waiting, check the aggregator still has the update this version needs.
             check = functools.partial(_ensure_reported, aggregator, uplink, last)
             served = aggregator.fetch_tensors(round_ - 1, on_wait=check)
+            if _training_ended_before(aggregator, config, round_):
+                log.info("client=%d training ended after round %d: %s", config.client_id,
+                         round_ - 1, aggregator.status().stopped)
+                break
             load_served(learner, served)
             num_examples, metrics = learner.fit(round_)
             metrics = {f"val_{k}": v for k, v in metrics.items()}
@@ -142,6 +177,9 @@ def _train_all_rounds(learner: Learner, aggregator: AggregatorClient, config: Cl
             # A 409 (out of step) or a transport failure (the aggregator restarting: refused
             # or dropped connections, bodies cut short) both mean: ask where the run is,
             # at the top of the loop, where a failure while asking counts the same way.
+            if isinstance(exc, AggregatorError) and exc.code == "training_finished":
+                log.info("client=%d training is over: %s", config.client_id, exc.detail)
+                break
             if isinstance(exc, AggregatorError) and exc.status != 409:
                 raise
             resyncs += 1
@@ -156,12 +194,14 @@ def _update(learner: Learner, config: ClientConfig, uplink: Uplink,
             served: dict[str, np.ndarray], round_: int, num_examples: int,
             metrics: dict[str, float]) -> Sent:
     """The round's update as ``uplink`` sends it."""
+    budget = getattr(learner, "privacy_budget", None)
+    report = budget.report() if budget is not None else {}
     if isinstance(uplink, SecureUplink):
         return uplink.contribution(round_, served, learner.get_weights(), num_examples,
-                                   metrics)
+                                   metrics, report)
     meta = wire.UpdateMeta(config.client_id, round_, num_examples, metrics,
-                           local_steps=getattr(learner, "last_local_steps", None),
-                           momentum=getattr(learner, "momentum", 0.0))
+                           local_steps=getattr(learner, "last_local_steps", None) or None,
+                           momentum=getattr(learner, "momentum", 0.0), privacy=report)
     return PostedUpdate(as_update_dtype(learner.get_weights(), config.update_dtype), meta,
                         control_update(learner, config.update_dtype))
 

@@ -24,6 +24,7 @@ import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
 from client_component.datasets import ImageFiles, load_dataset
+from client_component.dp_sgd import DpSgd, DpSgdParams
 from client_component.evaluation import (
     class_probabilities,
     classification_metrics,
@@ -35,7 +36,7 @@ from client_component.local_data import LocalData, client_shard
 from client_component.model import build_model
 from client_component.model_config import ModelConfig
 from client_component.settings import ClientConfig
-from contract import wire
+from contract import privacy, wire
 from contract.settings import settings_of
 
 log = logging.getLogger("client_component")
@@ -81,6 +82,9 @@ class KerasLearner:
     _control: list[np.ndarray] | None = field(default=None, init=False, repr=False)
     _own_control: list[np.ndarray] | None = field(default=None, init=False, repr=False)
     _control_change: list[np.ndarray] | None = field(default=None, init=False, repr=False)
+    # dp=example: DP-SGD and this site's budget (``with_dp_sgd``)
+    privacy_budget: privacy.PrivacyBudget | None = field(default=None, init=False)
+    _dp_sgd: DpSgd | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.training.logit_adjustment == "prior":
@@ -100,7 +104,22 @@ class KerasLearner:
                             ModelConfig.of(config), seed=config.seed)
         log.info("client=%d model=%s parameters=%d", config.client_id, model.name,
                  model.count_params())
-        return cls(model, data, TrainingConfig.of(config))
+        learner = cls(model, data, TrainingConfig.of(config))
+        if config.dp == "example":
+            learner.with_dp_sgd(DpSgdParams(config.batch_size, config.dp_clip_norm,
+                                            config.dp_noise_multiplier),
+                                config.dp_delta, config.dp_target_epsilon)
+        return learner
+
+    def with_dp_sgd(self, params: DpSgdParams, delta: float = 0.0, target_epsilon: float = 0.0,
+                    seed: int | None = None) -> None:
+        """Train with DP-SGD from now on, accounting every step against ``target_epsilon``
+        (0: no budget) at ``delta`` (0: ``privacy.default_delta`` of the site's examples)."""
+        examples = len(self.data.y_train)
+        mechanism = privacy.Mechanism(params.noise_multiplier, params.sampling_rate(examples))
+        self.privacy_budget = privacy.PrivacyBudget(
+            mechanism, delta or privacy.default_delta(examples), target_epsilon)
+        self._dp_sgd = DpSgd(self.model, params, self.data.num_classes, seed)
 
     @property
     def architecture(self) -> str:
@@ -152,7 +171,9 @@ class KerasLearner:
         if t.fresh_optimizer:
             self._reset_optimizer()
         start, steps_before = self.get_weights(), self._iterations()
-        if t.fedprox_mu > 0 or self._control is not None:
+        if self._dp_sgd is not None:
+            self._fit_private(round_)
+        elif t.fedprox_mu > 0 or self._control is not None:
             self._fit_custom(round_)
         elif t.local_steps > 0:
             self.model.fit(self._batches(round_).repeat(), epochs=1,
@@ -243,6 +264,45 @@ class KerasLearner:
                       + scale * (start[i] - end[i])).astype(np.float32)
         self._control_change = [n - o for n, o in zip(own, self._own_control, strict=True)]
         self._own_control = own
+
+    def private_steps_per_round(self) -> int:
+        """DP-SGD steps a full round takes: ``local_steps``, or epochs of expected batches."""
+        t, examples = self.training, len(self.data.y_train)
+        return t.local_steps or t.local_epochs * self._dp_sgd.params.steps_per_epoch(examples)
+
+    def _fit_private(self, round_: int) -> None:
+        """DP-SGD for as many of the round's steps as the budget allows; the budget is marked
+        exhausted when the next round would not fit."""
+        wanted = self.private_steps_per_round()
+        steps = self.privacy_budget.allow(wanted)
+        if steps < wanted:
+            log.warning("round=%d dp=example the budget ε=%g allows %d of %d steps", round_,
+                        self.privacy_budget.target_epsilon, steps, wanted)
+        self._dp_sgd.train(self.data.x_train, self.data.y_train, steps,
+                           self._data_free_gradient())
+        self.privacy_budget.spend(steps, next_round=wanted)
+        log.info("round=%d dp=example steps=%d epsilon=%.4f delta=%g exhausted=%s", round_,
+                 self.privacy_budget.spent, self.privacy_budget.epsilon, self.privacy_budget.delta,
+                 self.privacy_budget.exhausted)
+
+    def _data_free_gradient(self):
+        """FedProx's and SCAFFOLD's gradient terms, which do not read the data (DP-SGD adds
+        them after its noise); None without either."""
+        mu, positions = self.training.fedprox_mu, self._trainable_positions()
+        if mu <= 0 and self._control is None:
+            return None
+        weights = self.model.get_weights()
+        anchored = [tf.constant(weights[i]) for i in positions]
+        correction = None if self._control is None else [
+            tf.constant(self._control[i] - self._own_control[i]) for i in positions]
+
+        def extra(trainable):
+            terms = [mu * (v - a) for v, a in zip(trainable, anchored, strict=True)]
+            if correction is not None:
+                terms = [g + c for g, c in zip(terms, correction, strict=True)]
+            return terms
+
+        return extra
 
     def _fit_custom(self, round_: int) -> None:
         """A gradient-tape loop for what ``model.fit`` cannot add: FedProx's proximal term and

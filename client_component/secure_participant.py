@@ -107,8 +107,8 @@ class Participant:
         self._shares = SharesOut(self.client_id, self.round, self.session, sealed)
         return self._shares
 
-    def masked(self, inbox: SharesIn, vector: np.ndarray, metric_names: list[str]
-               ) -> MaskedInput:
+    def masked(self, inbox: SharesIn, vector: np.ndarray, metric_names: list[str],
+               privacy: dict[str, float] | None = None) -> MaskedInput:
         """Stage 3: open the shares sealed for this client; mask ``vector`` (a copy)."""
         if inbox.session != self.session or inbox.round != self.round:
             raise SessionMismatch(f"shares of session {inbox.session} round {inbox.round}, "
@@ -127,7 +127,7 @@ class Participant:
                                     crypto.PAIR_MASK, self._salt)
                 crypto.apply_mask(masked, pair, +1 if self.client_id < peer else -1)
         return MaskedInput(self.client_id, self.round, self.session, masked,
-                           list(metric_names))
+                           list(metric_names), dict(privacy or {}))
 
     def unmask(self, request: UnmaskRequest) -> UnmaskReply:
         """Stage 4: the shares the request asks for, if an honest client may give them."""

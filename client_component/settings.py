@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from client_component.datasets import DATASETS
 from client_component.partition import PartitionError, parse_partition
-from contract import credentials
+from contract import credentials, privacy
 from contract.secagg import params as secagg
 from contract.settings import (
     CrossCheck,
@@ -72,6 +72,17 @@ def _data_for_dataset(values: Mapping, name: Namer) -> str | None:
     if dataset in DATASETS_NEEDING_DATA and not values["data_uri"]:
         return (f"{name('data_uri')} is required for dataset {dataset} (a path, a path inside "
                 "data_pvc, or an http(s) URL)")
+    return None
+
+
+def _data_dependent_loss_under_dp(values: Mapping, name: Namer) -> str | None:
+    if values["dp"] != "example":
+        return None
+    # Both weigh the loss by this site's label counts: a release DP-SGD does not account for.
+    for setting_name, plain in (("logit_adjustment", "none"), ("class_weights", "none")):
+        if values[setting_name] != plain:
+            return (f"{name('dp')}=example needs {name(setting_name)}={plain} (it is built "
+                    "from the site's label counts, which DP-SGD does not account for)")
     return None
 
 
@@ -156,17 +167,28 @@ class ClientConfig:
     secagg_clip: float = secagg.clip_setting()
     secagg_max_examples: int = secagg.max_examples_setting()
 
+    # Differential privacy (contract.privacy): example-level at this site, or client-level
+    dp: str = privacy.mode_setting()
+    dp_noise_multiplier: float = privacy.noise_setting()
+    dp_clip_norm: float = privacy.clip_setting()
+    dp_delta: float = privacy.delta_setting()
+    dp_target_epsilon: float = privacy.target_setting()
+
     cross_checks = (CrossCheck(("client_id", "num_clients"), _client_id_in_run),
                     CrossCheck(("client_id", "token"), _token_of_this_client),
                     CrossCheck(("dataset", "data_uri"), _data_for_dataset),
-                    CrossCheck(secagg.CROSS_NAMES, secagg.settings_problem))
+                    CrossCheck(secagg.CROSS_NAMES, secagg.settings_problem),
+                    CrossCheck(privacy.SETTING_NAMES, privacy.settings_problem),
+                    CrossCheck(("dp", "logit_adjustment", "class_weights"),
+                               _data_dependent_loss_under_dp))
 
     @property
     def secagg_params(self) -> secagg.SecAggParams | None:
         """The secure-aggregation parameters; None when it is off."""
         if self.secure_aggregation == "off":
             return None
-        return secagg.params_of(values_of(self))
+        values = values_of(self)
+        return privacy.secagg_params(secagg.params_of(values), values)
 
     @property
     def site_data_uri(self) -> str:

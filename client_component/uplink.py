@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import requests
 
+from client_component.distributed_dp import clipped_noised
 from client_component.secure_participant import (
     Participant,
     SessionMismatch,
@@ -44,6 +45,7 @@ class Contribution:
     vector: np.ndarray  # quantised update, weight, metrics (uint32)
     metric_names: list[str]
     sessions: set[str] = field(default_factory=set)  # sessions it was offered in
+    privacy: dict[str, float] = field(default_factory=dict)  # dp=example: the site's ledger
 
 
 class SecureUplink:
@@ -55,14 +57,25 @@ class SecureUplink:
         self.quantizer = Quantizer(self.params.clip, self.params.max_examples,
                                    self.params.num_clients)
         self.ledger = UnmaskLedger(config.client_id)
+        # dp=client: clip to this L2 norm and add a share of the noise (distributed_dp)
+        self.client_dp = ((config.dp_clip_norm, config.dp_noise_multiplier)
+                          if config.dp == "client" else None)
 
     def contribution(self, round_: int, served: dict[str, np.ndarray],
                      weights: list[np.ndarray], num_examples: int,
-                     metrics: dict[str, float]) -> Contribution:
-        """The round's vector: new weights minus the served model's, clipped and quantised."""
+                     metrics: dict[str, float], privacy: dict[str, float] | None = None
+                     ) -> Contribution:
+        """The round's vector: new weights minus the served model's, clipped and quantised
+        (with dp=client: clipped in L2 norm, noised and weighted 1 first)."""
         model, _ = wire.split_control(served)
         update = [np.asarray(w, np.float64) - np.asarray(s, np.float64)
                   for w, s in zip(weights, wire.tensors_to_list(model), strict=True)]
+        if self.client_dp is not None:
+            clip_norm, noise = self.client_dp
+            update, norm = clipped_noised(update, clip_norm, noise, self.params.t)
+            num_examples = 1
+            log.info("client=%d round=%d dp=client update_norm=%.4g clip_norm=%g", self.client_id,
+                     round_, norm, clip_norm)
         names = sorted(metrics)
         vector, clipped = self.quantizer.encode(update, num_examples,
                                                 [metrics[n] for n in names])
@@ -70,7 +83,7 @@ class SecureUplink:
             log.warning("client=%d round=%d secagg clipped %d of %d coordinates to +-%g",
                         self.client_id, round_, clipped, vector.size - 1 - len(names),
                         self.params.clip)
-        return Contribution(round_, vector, names)
+        return Contribution(round_, vector, names, privacy=dict(privacy or {}))
 
     def send(self, contribution: Contribution) -> None:
         """Take part in the round's secure aggregation until a session completes, or the
@@ -138,7 +151,8 @@ class SecureUplink:
         roster = Roster.from_json(self._poll("/v1/secagg/roster", round_).json())
         self.aggregator.post_body("/v1/secagg/shares", participant.share(roster).encode())
         inbox = SharesIn.decode(self._poll("/v1/secagg/shares", round_, client_id=me).content)
-        masked = participant.masked(inbox, contribution.vector, contribution.metric_names)
+        masked = participant.masked(inbox, contribution.vector, contribution.metric_names,
+                                    contribution.privacy)
         self.aggregator.post_body("/v1/secagg/masked", masked.encode())
         request = UnmaskRequest.from_json(self._poll("/v1/secagg/unmask", round_).json())
         self.ledger.check(request)

@@ -17,6 +17,8 @@ SERVER_PACKAGES = [
     "matplotlib>=3.8,<4",
     # Secure aggregation (contract.secagg): X25519, HKDF, AES-GCM, AES-CTR.
     "cryptography>=43,<51",
+    # Differential privacy (contract.privacy): the RDP accountant.
+    "dp-accounting>=0.6,<0.7",
 ]
 SERVICE_PACKAGES = ["kubernetes>=30,<31"]
 CLIENT_PACKAGES = [
@@ -24,6 +26,7 @@ CLIENT_PACKAGES = [
     "safetensors>=0.4.3,<0.9",
     "scikit-learn>=1.4,<2",
     "cryptography>=43,<51",
+    "dp-accounting>=0.6,<0.7",
     # Not in the TensorFlow image: the csv dataset reads with pandas, image folders with Pillow.
     "pandas>=2.1,<3",
     "pillow>=10,<13",

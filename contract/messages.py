@@ -51,6 +51,16 @@ class Status:
     secure_aggregation: str = "off"  # "secagg": updates go through /v1/secagg/*
     secagg_session: str = ""  # the open round's secure-aggregation session
     secagg_stage: str = ""  # keys, shares, masked, unmask (empty: none open)
+    final_version: int = -1  # the version training ends at (-1: rounds, an older aggregator)
+    dp: str = "off"  # differential privacy: off, example, client
+    epsilon: float = 0.0  # ε spent so far (example: the largest site's)
+    dp_steps: dict[str, int] = field(default_factory=dict)  # client id -> DP-SGD steps recorded
+    stopped: str = ""  # why training ended before the last round (the privacy budget)
+
+    @property
+    def last_version(self) -> int:
+        """The model version training ends at."""
+        return self.rounds if self.final_version < 0 else self.final_version
 
     def to_json(self) -> dict:
         """The reply body, with the phase as its string value."""
@@ -81,9 +91,11 @@ class Status:
 _STATUS_FIELDS = {"round": int, "rounds": int, "model_version": int, "num_clients": int,
                   "min_clients": int, "strategy": str, "reported": list, "done": list,
                   "last_metrics": dict, "error": (str, type(None)),
-                  "secure_aggregation": str, "secagg_session": str, "secagg_stage": str}
+                  "secure_aggregation": str, "secagg_session": str, "secagg_stage": str,
+                  "final_version": int, "dp": str, "epsilon": (int, float), "dp_steps": dict,
+                  "stopped": str}
 _STATUS_OPTIONAL = {"last_metrics", "error", "done", "secure_aggregation", "secagg_session",
-                    "secagg_stage"}
+                    "secagg_stage", "final_version", "dp", "epsilon", "dp_steps", "stopped"}
 
 
 def _is_a(value: object, kind) -> bool:

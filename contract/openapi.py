@@ -63,6 +63,8 @@ UPDATE_METADATA = {
     wire.META_LOCAL_STEPS: (False, "positive integer: optimizer steps behind the update "
                                    "(required by fednova)"),
     wire.META_MOMENTUM: (False, "number in [0, 1): the SGD momentum of those steps"),
+    wire.META_PRIVACY: (False, "dp=example: JSON object {epsilon, delta, steps, exhausted} of "
+                               "non-negative numbers: the site's DP-SGD ledger"),
 }
 MODEL_METADATA = {wire.META_ROUND: (True, "the model version")}
 
@@ -185,6 +187,17 @@ _SCHEMAS = {
             "secagg_session": {"type": "string", "description": "the open round's "
                                "secure-aggregation session (empty when none)"},
             "secagg_stage": {"enum": ["", "keys", "shares", "masked", "unmask", "done"]},
+            "final_version": {"type": "integer", "minimum": 0, "description": "the model "
+                              "version training ends at: rounds, or earlier when the privacy "
+                              "budget ended it"},
+            "dp": {"enum": ["off", "example", "client"]},
+            "epsilon": {"type": "number", "minimum": 0, "description": "ε spent so far at the "
+                        "run's δ (dp=example: the largest of the sites')"},
+            "dp_steps": {"type": "object", "additionalProperties": {"type": "integer"},
+                         "description": "client id -> DP-SGD steps the aggregator recorded "
+                         "(a restarted client resumes its budget from them)"},
+            "stopped": {"type": "string", "description": "why training ended before the "
+                        "last round (empty: it did not)"},
         },
     },
     "KeyAdvert": {

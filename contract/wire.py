@@ -42,6 +42,10 @@ META_ARCHITECTURE = "architecture"  # optional on init: the model as Keras JSON 
 # momentum they used (0 for plain SGD and for adaptive optimizers)
 META_LOCAL_STEPS = "local_steps"
 META_MOMENTUM = "momentum"
+# An update's differential-privacy report (contract.privacy.PrivacyBudget.report): JSON
+# {"epsilon", "delta", "steps", "exhausted"}, numbers; only with dp=example.
+META_PRIVACY = "privacy"
+PRIVACY_KEYS = ("epsilon", "delta", "steps", "exhausted")
 # Tensors named CONTROL_PREFIX + a model tensor's name are SCAFFOLD control variates: the
 # server's c in served models, the client's change of c_i in updates; reserved in inits.
 CONTROL_PREFIX = "control/"
@@ -119,6 +123,7 @@ class UpdateMeta:
     metrics: dict[str, float] = field(default_factory=dict)
     local_steps: int | None = None  # optimizer steps behind this update
     momentum: float = 0.0  # the SGD momentum of those steps
+    privacy: dict[str, float] = field(default_factory=dict)  # DP-SGD's report (META_PRIVACY)
 
     def to_metadata(self) -> dict[str, str]:
         """The safetensors header metadata that ``parse_update_meta`` reads back."""
@@ -132,6 +137,8 @@ class UpdateMeta:
         if self.local_steps is not None:
             meta[META_LOCAL_STEPS] = str(self.local_steps)
             meta[META_MOMENTUM] = repr(float(self.momentum))
+        if self.privacy:
+            meta[META_PRIVACY] = json.dumps(self.privacy, sort_keys=True)
         return meta
 
 
@@ -335,7 +342,21 @@ def parse_update_meta(metadata: Mapping[str, str]) -> UpdateMeta:
         metrics=parse_metrics(metadata.get(META_METRICS)),
         local_steps=_local_steps(metadata.get(META_LOCAL_STEPS)),
         momentum=_momentum(metadata.get(META_MOMENTUM)),
+        privacy=parse_privacy(metadata.get(META_PRIVACY)),
     )
+
+
+def parse_privacy(raw: str | None) -> dict[str, float]:
+    """An update's privacy report: a JSON object of non-negative numbers named in
+    ``PRIVACY_KEYS`` (422 otherwise)."""
+    if raw is None:
+        return {}
+    report = parse_metrics(raw)
+    unknown = sorted(set(report) - set(PRIVACY_KEYS))
+    if unknown or any(v < 0 for v in report.values()):
+        raise IncompatibleUpdate(f"{META_PRIVACY} takes non-negative numbers named "
+                                 f"{', '.join(PRIVACY_KEYS)}, got {raw[:200]!r}")
+    return report
 
 
 def _local_steps(raw: str | None) -> int | None:

@@ -38,7 +38,7 @@ DEFAULT_PACKAGE = Path("compiled/fl_pipeline.yaml")
 FINAL_OK = "SUCCEEDED"
 FINAL_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
 IN_CLUSTER_TOKEN = "/var/run/secrets/kubeflow/pipelines/token"
-KEY_PARAMETERS = ("num_clients", "rounds", "dataset", "strategy")
+KEY_PARAMETERS = ("num_clients", "rounds", "dataset", "strategy", "dp")
 MAX_FAILED_CHECKS = 3
 
 
@@ -219,7 +219,7 @@ def list_runs(client, args: argparse.Namespace) -> int:
     response = client.list_runs(page_size=args.limit, sort_by="created_at desc",
                                 experiment_id=experiment_id, namespace=args.namespace)
     rows = [_run_row(r) for r in (response.runs or [])]
-    header = ("run id", "name", "state", "created", "duration", "key parameters")
+    header = ("run id", "name", "state", "created", "duration", "ε budget", "key parameters")
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
     for row in (header, *rows):
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -235,7 +235,17 @@ def _run_row(r) -> tuple[str, ...]:
     ended = finished is not None and finished.year > 1970  # unset times come back as 1970
     duration = f"{(finished - created).total_seconds():.0f} s" if ended and created else "-"
     return (r.run_id, r.display_name or "-", _state(r),
-            created.strftime("%Y-%m-%d %H:%M") if created else "-", duration, key or "-")
+            created.strftime("%Y-%m-%d %H:%M") if created else "-", duration,
+            _epsilon_budget(params), key or "-")
+
+
+def _epsilon_budget(params: dict) -> str:
+    """The run's privacy budget from its parameters: "≤ 8" (ε never exceeds it), "uncapped" (DP on
+    without a budget: ε is in the run's Metrics artifact), "-" (no differential privacy)."""
+    if params.get("dp", "off") in ("off", None):
+        return "-"
+    target = float(params.get("dp_target_epsilon") or 0)
+    return f"≤ {target:g}" if target > 0 else "uncapped"
 
 
 def _state(api_run) -> str:

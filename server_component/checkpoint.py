@@ -36,6 +36,8 @@ class RoundRecord:
     # Per client (JSON keys are strings): its validation metrics and examples this round.
     client_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     client_examples: dict[str, int] = field(default_factory=dict)
+    # The privacy ledger after the round (server_component.run_privacy); empty with dp off.
+    privacy: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -27,11 +27,13 @@ from contract.messages import Phase, Status
 from contract.secagg.params import SecAggParams
 from contract.settings import validated
 from server_component.checkpoint import Checkpoint, RoundRecord, RunInfo, save_checkpoint
+from server_component.client_dp import ClientLevelDp
 from server_component.counters import Counters
 from server_component.evaluation_counts import EvaluationCounts
 from server_component.final_evaluation import FinalEvaluations
 from server_component.model_spec import ModelSpec
 from server_component.rounds import OpenRound, format_round
+from server_component.run_privacy import RunPrivacy
 from server_component.secure_stages import SecureStagesMixin
 from server_component.settings import AggregatorConfig
 from server_component.strategies import FedAvg, Strategy
@@ -46,11 +48,13 @@ class RoundCoordinator(SecureStagesMixin):
 
     ``min_clients`` None (or 0) means all clients; the values are checked as the aggregator's
     settings check them (``server_component.settings``: SettingsError, a ValueError).
-    ``secure``: the round's updates arrive masked (``secure_stages``), not as /v1/update."""
+    ``secure``: the round's updates arrive masked (``secure_stages``), not as /v1/update.
+    ``privacy``: the run's privacy ledger (``run_privacy``), which may end training early."""
 
     def __init__(self, num_clients: int, rounds: int, *, strategy: Strategy | None = None,
                  min_clients: int | None = None, round_timeout: float | None = None,
                  checkpoint_dir: str | None = None, secure: SecAggParams | None = None,
+                 privacy: RunPrivacy | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         secure_settings = {} if secure is None else {
             "secure_aggregation": "secagg", "strategy": (strategy or FedAvg()).name}
@@ -59,7 +63,13 @@ class RoundCoordinator(SecureStagesMixin):
         self.num_clients, self.rounds = num_clients, rounds
         self.min_clients = min_clients or num_clients
         self.round_timeout = round_timeout
+        self.privacy = privacy or RunPrivacy()
         self.strategy = strategy or FedAvg()
+        if self.privacy.mode == "client" and secure is None:
+            # Central noise; under secure aggregation the clients clip and noise (uplink).
+            self.strategy = ClientLevelDp(self.strategy, self.privacy.clip_norm,
+                                          self.privacy.noise_multiplier,
+                                          self.privacy.noise_seed)
         self.strategy.bind(num_clients)
         self.checkpoint_dir = checkpoint_dir
         self.secure = secure
@@ -149,6 +159,7 @@ class RoundCoordinator(SecureStagesMixin):
             open_round.digests[meta.client_id] = digest
             open_round.examples[meta.client_id] = meta.num_examples
             open_round.metrics[meta.client_id] = meta.metrics
+            self.privacy.note_update(meta.client_id, meta.privacy)
             self.counters.update_accepted(body_size)
             log.info("event=update round=%d client=%d examples=%d reported=%d/%d",
                      meta.round, meta.client_id, meta.num_examples,
@@ -212,8 +223,9 @@ class RoundCoordinator(SecureStagesMixin):
         """The encoded model of ``version`` once it exists, or None after ``timeout`` s."""
         if version < 0:
             raise MalformedRequest(f"round must be >= 0, got {version}")
-        if version > self.rounds:
-            raise TrainingFinished(f"round {version} is past the last round ({self.rounds})")
+        if version > self.final_version:
+            raise TrainingFinished(f"round {version} is past the last round "
+                                   f"({self.final_version}){self._stopped_early()}")
         with self._cond:
             self._cond.wait_for(lambda: self._version >= version or self._failure,
                                 timeout=timeout)
@@ -240,7 +252,7 @@ class RoundCoordinator(SecureStagesMixin):
         """The final model's body, without what a strategy serves beside the weights
         (SCAFFOLD's control variates)."""
         with self._cond:
-            if self._version != self.rounds:
+            if self._version != self.final_version:
                 return None
             model, control = wire.split_control(self._global)
             if not control:
@@ -293,6 +305,11 @@ class RoundCoordinator(SecureStagesMixin):
                 else "",
                 secagg_stage=open_round.secure.stage.value if open_round and open_round.secure
                 else "",
+                final_version=self.final_version,
+                dp=self.privacy.mode,
+                epsilon=self.privacy.epsilon,
+                dp_steps={str(c): s for c, s in sorted(self.privacy.client_steps.items())},
+                stopped=self.privacy.stopped,
             )
 
     @staticmethod
@@ -312,6 +329,7 @@ class RoundCoordinator(SecureStagesMixin):
             self._spec = ModelSpec.of(checkpoint.model)
             self.strategy.load_state(checkpoint.strategy_state)
             self.history = list(checkpoint.history)
+            self.privacy.restore(self.history)
             self.run_info = checkpoint.run_info
             self._publish(checkpoint.model, checkpoint.version)
         log.info("event=resumed version=%d rounds_closed=%d", checkpoint.version,
@@ -329,7 +347,8 @@ class RoundCoordinator(SecureStagesMixin):
         self._model_body = body
         self._global = wire.decode(body).tensors
         self._version = version
-        if version < self.rounds:
+        self.strategy.serve(self._global)
+        if version < self.final_version:
             now = self._clock()
             self._open = OpenRound(
                 number=version + 1, accumulator=self.strategy.new_round(), started=now,
@@ -353,6 +372,7 @@ class RoundCoordinator(SecureStagesMixin):
 
     def _close_round(self, open_round: OpenRound, record: RoundRecord | None = None) -> None:
         record = record or open_round.record(self.num_clients, self._clock())
+        record.privacy = self.privacy.close_round(open_round.number, self.rounds)
         self._set_model(self._aggregate(open_round), open_round.number)
         open_round.accumulator = None
         self.history.append(record)
@@ -374,18 +394,28 @@ class RoundCoordinator(SecureStagesMixin):
             # The previous checkpoint is intact (atomic rename); training goes on.
             log.error("event=checkpoint_failed version=%d error=%s", self._version, exc)
 
+    @property
+    def final_version(self) -> int:
+        """The model version training ends at: ``rounds``, unless the privacy budget ended
+        it earlier."""
+        return self.privacy.final_version(self.rounds)
+
+    def _stopped_early(self) -> str:
+        return f": {self.privacy.stopped}" if self.privacy.stopped else ""
+
     def _training_over(self) -> bool:
-        return self._version == self.rounds or self._failure is not None
+        return self._version == self.final_version or self._failure is not None
 
     def _complete(self) -> bool:
-        return self._version == self.rounds and len(self._evaluations) == self.num_clients
+        return (self._version == self.final_version
+                and len(self._evaluations) == self.num_clients)
 
     def _phase(self) -> Phase:
         if self._failure:
             return Phase.FAILED
         if self._complete():
             return Phase.DONE
-        return Phase.PUBLISHED if self._version == self.rounds else Phase.WAITING
+        return Phase.PUBLISHED if self._version == self.final_version else Phase.WAITING
 
     def _raise_if_failed(self) -> None:
         if self._failure:
@@ -398,8 +428,9 @@ class RoundCoordinator(SecureStagesMixin):
 
     def _require_open_round(self, round_: int) -> OpenRound:
         self._raise_if_failed()
-        if self._version >= self.rounds:
-            raise TrainingFinished(f"training finished after round {self.rounds}")
+        if self._version >= self.final_version:
+            raise TrainingFinished(f"training finished after round {self.final_version}"
+                                   f"{self._stopped_early()}")
         if self._open is None:
             raise RoundConflict("no round is open: the initial model was not posted yet")
         if round_ != self._open.number:

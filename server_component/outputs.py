@@ -105,7 +105,22 @@ def build_summary(coordinator: RoundCoordinator) -> dict:
         "partitions": [partitions[c] for c in sorted(partitions)],
         "client_settings": coordinator.run_info.client_settings,
         "totals": totals,
+        "privacy": privacy_summary(coordinator),
     }
+
+
+def privacy_summary(coordinator: RoundCoordinator) -> dict:
+    """The run's differential privacy: mode, ε at δ, noise, clip norm, steps (DP-SGD steps of
+    the most-spent site, or rounds of noised sums), and why training ended early if it did."""
+    ledger = coordinator.privacy
+    if ledger.mode == "off":
+        return {"dp_mode": "off"}
+    steps = (ledger.rounds_released if ledger.mode == "client"
+             else max(ledger.client_steps.values(), default=0))
+    return {"dp_mode": ledger.mode, "epsilon": ledger.epsilon, "delta": ledger.reported_delta,
+            "noise_multiplier": ledger.noise_multiplier, "clip_norm": ledger.clip_norm,
+            "steps": steps, "target_epsilon": ledger.target_epsilon,
+            "final_version": coordinator.final_version, "stopped": ledger.stopped}
 
 
 def round_metrics_table(coordinator: RoundCoordinator):
@@ -115,7 +130,9 @@ def round_metrics_table(coordinator: RoundCoordinator):
 
     rows = [{"round": r.round, "clients": len(r.client_ids),
              "missing": " ".join(map(str, r.missing)), "num_examples": r.num_examples,
-             "duration_s": round(r.duration_s, 3), **r.metrics} for r in coordinator.history]
+             "duration_s": round(r.duration_s, 3), **r.metrics,
+             **({"epsilon": r.privacy["epsilon"]} if r.privacy else {})}
+            for r in coordinator.history]
     columns = ["round", "clients", "missing", "num_examples", "duration_s"]
     return pd.DataFrame(rows, columns=columns + sorted(
         {k for row in rows for k in row} - set(columns)))

@@ -71,6 +71,7 @@ def _page(data: ReportData) -> str:
                                                       **data.totals}.items())])),
         _section("Per round", _plots(_global_curves(data.history), _client_curves(data.history),
                                      _participation(data.history, data.num_clients))),
+        _privacy_section(data.history),
         _section("Evaluation", _evaluation(data.counts, data.client_final_metrics)),
         _section("Partitions", _partitions(data.partitions)),
         _section("Run parameters", _table(["parameter", "value"],
@@ -91,6 +92,27 @@ def _global_curves(history: Sequence[RoundRecord]) -> str:
         ax.plot(rounds, values, marker="o", color="#1f77b4")
         _label(ax, name)
     return _svg(fig)
+
+
+def _privacy_section(history: Sequence[RoundRecord]) -> str:
+    """ε spent after each round beside the validation AUC (only with differential privacy)."""
+    private = [r for r in history if r.privacy]
+    if not private:
+        return ""
+    last = private[-1].privacy
+    fig, (spent, auc) = _figure(2, f"differential privacy: dp={last['mode']}, "
+                                   f"δ={last['delta']:.3g}")
+    rounds = [r.round for r in private]
+    spent.plot(rounds, [r.privacy["epsilon"] for r in private], marker="o", color="#d62728")
+    _label(spent, "ε spent (RDP accountant)")
+    auc.plot(rounds, [r.metrics.get("val_auc") for r in private], marker="o", color="#1f77b4")
+    _label(auc, "validation auc")
+    stopped = next((r.privacy["stopped"] for r in private if r.privacy.get("stopped")), "")
+    note = f"<p><b>Training ended early:</b> {html.escape(stopped)}</p>" if stopped else ""
+    return _section("Privacy", note + _plots(_svg(fig)) + _table(
+        ["ε", "δ", "noise multiplier", "clip norm"],
+        [[_num(last["epsilon"]), _num(last["delta"]), _num(last["noise_multiplier"]),
+          _num(last["clip_norm"])]]))
 
 
 def _client_curves(history: Sequence[RoundRecord]) -> str:

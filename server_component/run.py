@@ -20,6 +20,7 @@ from server_component.checkpoint import CheckpointError, load_checkpoint
 from server_component.coordinator import RoundCoordinator, format_round
 from server_component.memory import pin_mmap_threshold
 from server_component.outputs import OutputPaths, ensure_writable, write_outputs
+from server_component.run_privacy import RunPrivacy
 from server_component.serve import AggregatorServer
 from server_component.settings import AggregatorConfig
 from server_component.strategies import parse_strategy
@@ -27,6 +28,11 @@ from server_component.strategies import parse_strategy
 log = logging.getLogger("server_component")
 FAILURE_LINGER_S = 30.0  # keep answering 410 for a while so clients learn the run failed
 EXIT_OK, EXIT_FAILED, EXIT_CANNOT_START = 0, 1, 2
+
+
+# The privacy summary's numbers that the KFP Metrics artifact shows (as dp_<name>).
+PRIVACY_METRICS = ("epsilon", "delta", "noise_multiplier", "clip_norm", "steps",
+                   "target_epsilon", "final_version")
 
 
 class CannotStart(RuntimeError):
@@ -53,8 +59,11 @@ class AggregatorResult:
     @property
     def metrics(self) -> dict[str, float]:
         """The scalars a KFP Metrics artifact shows: run totals and final test metrics."""
+        privacy = self.summary.get("privacy", {})
         return {**{k: float(v) for k, v in self.summary.get("totals", {}).items()},
-                **{k: float(v) for k, v in self.summary.get("final_metrics", {}).items()}}
+                **{k: float(v) for k, v in self.summary.get("final_metrics", {}).items()},
+                **{f"dp_{k}": float(v) for k, v in privacy.items()
+                   if k in PRIVACY_METRICS and privacy.get("dp_mode", "off") != "off"}}
 
 
 def run_aggregator(config: AggregatorConfig, outputs: OutputPaths | None = None
@@ -104,7 +113,9 @@ def build_coordinator(config: AggregatorConfig) -> RoundCoordinator:
     coordinator = RoundCoordinator(
         config.num_clients, config.rounds, strategy=parse_strategy(config.strategy),
         min_clients=config.min_clients or None, round_timeout=config.round_timeout or None,
-        checkpoint_dir=config.checkpoint_dir or None, secure=config.secagg_params)
+        checkpoint_dir=config.checkpoint_dir or None, secure=config.secagg_params,
+        privacy=RunPrivacy(config.dp, config.dp_noise_multiplier, config.dp_clip_norm,
+                           config.dp_delta, config.dp_target_epsilon, config.num_clients))
     if config.checkpoint_dir:
         try:
             checkpoint = load_checkpoint(config.checkpoint_dir, coordinator.config)

@@ -91,6 +91,7 @@ class SecureStagesMixin:
             secure = self._secure_round(message.round)
             fresh = secure.add_masked(message, digest)
             if fresh:
+                self.privacy.note_update(message.client_id, message.privacy)
                 self.counters.update_accepted(message.vector.nbytes)
                 log.info("event=masked_input round=%d client=%d masked=%d/%d", message.round,
                          message.client_id, len(secure.masked), len(secure.shares))
@@ -190,7 +191,10 @@ class SecureStagesMixin:
         quantizer = Quantizer(self.secure.clip, self.secure.max_examples, self.num_clients)
         names = secure.metric_names or []
         update_sum, weight, metric_sums = quantizer.decode(total, len(names))
-        open_round.accumulator = _averageable(self._global, update_sum, weight)
+        # dp=client: each client weighs 1 and the sum is divided by every client asked (a
+        # fixed denominator, as the central mechanism's); its noise came from the clients.
+        denominator = self.num_clients if self.privacy.mode == "client" else weight
+        open_round.accumulator = _averageable(self._global, update_sum, denominator)
         survivors = sorted(secure.masked)
         record = RoundRecord(
             round=secure.round, client_ids=survivors, num_examples=weight,

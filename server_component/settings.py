@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from contract import privacy
 from contract.secagg import params as secagg
 from contract.settings import CrossCheck, Namer, at_least, in_range, parses, setting, values_of
 from server_component.strategies import STRATEGIES, StrategyError, parse_strategy
@@ -37,6 +38,17 @@ def _strategy_on_masked_inputs(values: Mapping, name: Namer) -> str | None:
             f"secagg use {', '.join(SECURE_STRATEGIES)}")
 
 
+def _strategy_under_client_dp(values: Mapping, name: Namer) -> str | None:
+    if values["dp"] != "client":
+        return None
+    strategy = values["strategy"].partition(":")[0]
+    if strategy in SECURE_STRATEGIES:
+        return None
+    return (f"{name('strategy')}={values['strategy']} cannot run on clipped, noised updates "
+            f"(its noise is calibrated to one sum); with {name('dp')}=client use "
+            f"{', '.join(SECURE_STRATEGIES)}")
+
+
 @dataclass(frozen=True)
 class AggregatorConfig:
     """How the aggregator runs a federation: its size, rounds, strategy, deadlines, where it
@@ -64,6 +76,12 @@ class AggregatorConfig:
     secagg_neighbours: int = secagg.neighbours_setting()
     secagg_clip: float = secagg.clip_setting()
     secagg_max_examples: int = secagg.max_examples_setting()
+    # Differential privacy (contract.privacy); `client`: this aggregator clips and noises
+    dp: str = privacy.mode_setting()
+    dp_noise_multiplier: float = privacy.noise_setting()
+    dp_clip_norm: float = privacy.clip_setting()
+    dp_delta: float = privacy.delta_setting()
+    dp_target_epsilon: float = privacy.target_setting()
     # Where: the pipeline wires these (the pod's address, the Service port, the run's token,
     # the checkpoint volume, the output artifacts).
     host: str = setting("0.0.0.0", "bind address", wired=True, task_input=False)
@@ -82,7 +100,10 @@ class AggregatorConfig:
 
     cross_checks = (CrossCheck(("min_clients", "num_clients"), _min_clients_in_run),
                     CrossCheck(("secure_aggregation", "strategy"), _strategy_on_masked_inputs),
-                    CrossCheck(secagg.CROSS_NAMES, secagg.settings_problem))
+                    CrossCheck(secagg.CROSS_NAMES, secagg.settings_problem),
+                    CrossCheck(privacy.SETTING_NAMES, privacy.settings_problem),
+                    CrossCheck(privacy.BUDGET_NAMES, privacy.client_budget_problem),
+                    CrossCheck(("dp", "strategy"), _strategy_under_client_dp))
 
     @property
     def max_update_bytes(self) -> int:
@@ -94,7 +115,8 @@ class AggregatorConfig:
         """The secure-aggregation parameters; None when it is off."""
         if self.secure_aggregation == "off":
             return None
-        return secagg.params_of(values_of(self))
+        values = values_of(self)
+        return privacy.secagg_params(secagg.params_of(values), values)
 
     @property
     def server_threads(self) -> int:

@@ -167,6 +167,11 @@ class RunningWeightedSum:
         accumulator.total_weight, accumulator.count = total_weight, 1
         return accumulator
 
+    @property
+    def sums(self) -> Mapping[str, np.ndarray]:
+        """The running float64 sums, by tensor name (read them, do not keep them)."""
+        return self._sums
+
     def reset(self) -> RunningWeightedSum:
         """Start a new round in the same buffers (the next update overwrites them)."""
         self.total_weight, self.count = 0, 0
@@ -272,9 +277,9 @@ class Strategy(ABC):
     ``needs_current`` False: the current model may be released before aggregating.
 
     The coordinator calls, in order: ``bind`` once; ``initial_model`` on the adopted init;
-    per round ``new_round``, then per update ``check_update`` (before anything is folded: a
-    refusal leaves the round as it was) and ``fold``, then ``aggregate_into``; ``state`` and
-    ``load_state`` around checkpoints."""
+    per round ``serve`` (the model published) and ``new_round``, then per update
+    ``check_update`` (before anything is folded: a refusal leaves the round as it was) and
+    ``fold``, then ``aggregate_into``; ``state`` and ``load_state`` around checkpoints."""
 
     name: str  # the instance's canonical spec, as checkpoints and reports show it
     usage: ClassVar[str]
@@ -295,6 +300,10 @@ class Strategy(ABC):
     def initial_model(self, tensors: Tensors) -> Tensors:
         """The tensors served as model version 0, from the adopted init's."""
         return tensors
+
+    def serve(self, tensors: Tensors) -> None:
+        """The model just published, which the next round's updates start from."""
+        return None
 
     def check_update(self, meta: wire.UpdateMeta, layout: wire.Layout) -> None:
         """Refuse (an HTTP 4xx error) an update this strategy cannot use."""

@@ -74,6 +74,9 @@ def export(result: AggregatorResult, model: FileArtifact, metrics: MetricsArtifa
     """What the KFP UI shows: scalars, the model's metadata, confusion matrix and ROC."""
     for name, value in result.metrics.items():
         metrics.log_metric(name, value)
+    mode = result.summary.get("privacy", {}).get("dp_mode", "off")
+    if mode != "off" and hasattr(metrics, "metadata"):
+        metrics.metadata["dp_mode"] = mode  # a word: the UI lists it beside the numbers
     model.metadata.update(model_metadata(result.summary))
     if result.evaluation:
         matrix = result.evaluation["confusion_matrix"]

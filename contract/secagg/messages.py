@@ -160,11 +160,14 @@ class MaskedInput:
     session: str
     vector: np.ndarray
     metric_names: list[str]
+    privacy: dict[str, float] = field(default_factory=dict)  # dp=example: the site's ledger
 
     def encode(self) -> wire.EncodedParts:
         """The request body."""
         meta = _meta(self.client_id, self.round, self.session)
         meta[META_METRIC_NAMES] = json.dumps(self.metric_names)
+        if self.privacy:
+            meta[wire.META_PRIVACY] = json.dumps(self.privacy, sort_keys=True)
         return wire.EncodedParts({MASKED_TENSOR: self.vector}, meta)
 
     @classmethod
@@ -181,7 +184,8 @@ class MaskedInput:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise MalformedRequest(f"{META_METRIC_NAMES} must be a JSON list of names")
         wire.check_metrics(dict.fromkeys(names, 0.0))
-        return cls(client_id, round_, session, vector, names)
+        privacy = wire.parse_privacy(message.metadata.get(wire.META_PRIVACY))
+        return cls(client_id, round_, session, vector, names, privacy)
 
 
 @dataclass(frozen=True)

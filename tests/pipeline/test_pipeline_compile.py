@@ -62,7 +62,10 @@ def test_pipeline_parameters_and_runtime_num_clients(compiled):
                            "max_update_mb", "shutdown_grace", "threads",
                            # secure aggregation (issue 16), one parameter feeding both sides
                            "secure_aggregation", "secagg_threshold", "secagg_neighbours",
-                           "secagg_clip", "secagg_max_examples"}
+                           "secagg_clip", "secagg_max_examples",
+                           # differential privacy (issue 17), shared the same way
+                           "dp", "dp_noise_multiplier", "dp_clip_norm", "dp_delta",
+                           "dp_target_epsilon"}
     assert params["num_clients"]["defaultValue"] == 5
     # num_clients reaches the fan-out as a parameter: changing it needs no recompile.
     fan_out = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["client-credentials"]

@@ -29,7 +29,8 @@ def test_status_before_init(aggregator):
         "round": 0, "rounds": 2, "phase": "waiting", "model_version": -1, "num_clients": 2,
         "min_clients": 2, "strategy": "fedavg", "reported": [], "done": [],
         "last_metrics": {}, "error": None, "secure_aggregation": "off", "secagg_session": "",
-        "secagg_stage": "",
+        "secagg_stage": "", "final_version": 2, "dp": "off", "epsilon": 0.0, "dp_steps": {},
+        "stopped": "",
     }
 
 

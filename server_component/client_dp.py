@@ -1,0 +1,110 @@
+"""Client-level differential privacy at the aggregator: DP-FedAvg with central noise
+(McMahan et al. 2018, "Learning Differentially Private Recurrent Language Models").
+
+Every update's displacement from the served model, d_i = w_i - served, is clipped to L2 norm
+``clip_norm`` as it streams in (two passes over the spooled body: its norm, then the fold;
+O(chunk) extra memory). All clients weigh the same. At the round's close Gaussian noise of
+standard deviation ``noise_multiplier x clip_norm`` is added to the sum, which is divided by the
+number of clients the round asked (a fixed denominator: a client's absence must not change the
+scale), and the wrapped strategy (FedAvg, FedAvgM, FedAdam) takes that noised average as the
+round's average. The sum has sensitivity ``clip_norm`` to one client's presence: one Gaussian
+release per round, as ``contract.privacy`` accounts it.
+
+The noise draws from the operating system's entropy (numpy's PCG64 seeded by ``SeedSequence``),
+never from a run setting; tests pass ``seed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from contract import wire
+from server_component.strategies import RunningWeightedSum, Strategy, Tensors
+
+log = logging.getLogger(__name__)
+
+
+class ClientLevelDp(Strategy):
+    """``inner`` on clipped, equally weighted, centrally noised updates."""
+
+    def __init__(self, inner: Strategy, clip_norm: float, noise_multiplier: float,
+                 seed: int | None = None) -> None:
+        self.inner, self.clip_norm, self.noise_multiplier = inner, clip_norm, noise_multiplier
+        self.name = inner.name
+        self._rng = np.random.default_rng(seed)
+        self._served: Tensors = {}
+        self._num_clients = 1
+        self._factors: list[float] = []  # the open round's clip factors
+        self.last_clip_factors: list[float] = []  # the last aggregated round's
+
+    def bind(self, num_clients: int) -> None:
+        """The fixed denominator: every client the run asks each round."""
+        self._num_clients = num_clients
+        self.inner.bind(num_clients)
+
+    def serve(self, tensors: Tensors) -> None:
+        """The model this round's updates started from (their displacement is clipped)."""
+        self._served = tensors
+
+    def initial_model(self, tensors: Tensors) -> Tensors:
+        """The wrapped strategy's model version 0."""
+        return self.inner.initial_model(tensors)
+
+    def check_update(self, meta: wire.UpdateMeta, layout: wire.Layout) -> None:
+        """The wrapped strategy's checks."""
+        self.inner.check_update(meta, layout)
+
+    def new_round(self) -> RunningWeightedSum:
+        """A running sum of the clipped models, emptied for the round."""
+        self._factors = []
+        return super().new_round()
+
+    def fold(self, accumulator: RunningWeightedSum,
+             message: wire.Message | wire.StreamedMessage, meta: wire.UpdateMeta) -> None:
+        """Add served + min(1, C / ||d||) d, with weight 1."""
+        factor = min(1.0, self.clip_norm / max(self._norm(message), 1e-12))
+        self._factors.append(factor)
+        accumulator.add_chunks(message.layout, self._clipped(message, factor), 1.0)
+
+    def aggregate(self, accumulator: RunningWeightedSum, current: Tensors,
+                  server_round: int) -> Tensors:
+        """The wrapped strategy on served + (sum of clipped d_i + noise) / num_clients."""
+        sigma = self.noise_multiplier * self.clip_norm
+        self.last_clip_factors = self._factors
+        log.info("event=dp_client round=%d clipped=%d/%d noise_std=%.4g denominator=%d",
+                 server_round, sum(f < 1 for f in self._factors), len(self._factors), sigma,
+                 self._num_clients)
+        averaged = {}
+        for name, total in accumulator.sums.items():
+            served = current[name].astype(np.float64)
+            displacement = total - accumulator.count * served
+            noise = self._rng.normal(0.0, sigma, size=served.shape)
+            averaged[name] = served + (displacement + noise) / self._num_clients
+        noised = RunningWeightedSum.from_sums(
+            averaged, {n: a.dtype for n, a in current.items()}, 1.0)
+        return self.inner.aggregate(noised, current, server_round)
+
+    def state(self) -> Tensors:
+        """The wrapped strategy's state (FedAvgM's velocity, FedAdam's moments)."""
+        return self.inner.state()
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore the wrapped strategy's state."""
+        self.inner.load_state(state)
+
+    def _norm(self, message: wire.Message | wire.StreamedMessage) -> float:
+        squares = 0.0
+        for name, start, values in message.chunks():
+            served = self._served[name].reshape(-1)[start:start + values.size]
+            squares += float(np.sum(np.square(values.astype(np.float64) - served)))
+        return math.sqrt(squares)
+
+    def _clipped(self, message: wire.Message | wire.StreamedMessage, factor: float
+                 ) -> Iterator[tuple[str, int, np.ndarray]]:
+        for name, start, values in message.chunks():
+            served = self._served[name].reshape(-1)[start:start + values.size]
+            yield name, start, served + factor * (values.astype(np.float64) - served)

@@ -1,0 +1,129 @@
+"""Client-level DP (DP-FedAvg) at the aggregator: clipping bounds each client's contribution,
+the central noise has the stated standard deviation, the budget ends training before it is
+exceeded, and a restarted aggregator does not reset it."""
+
+import numpy as np
+import pytest
+
+from contract import privacy, wire
+from contract.errors import TrainingFinished
+from server_component.checkpoint import load_checkpoint
+from server_component.coordinator import RoundCoordinator
+from server_component.run_privacy import RunPrivacy
+from server_component.strategies import FedAdam
+
+SERVED = {"a": np.zeros((40, 50), np.float32), "b": np.zeros(100, np.float32)}
+
+
+def _coordinator(num_clients=3, rounds=3, noise=1e-9, clip=1.0, target=0.0, seed=0, **kw):
+    ledger = RunPrivacy("client", noise, clip, 0.0, target, num_clients, noise_seed=seed)
+    coordinator = RoundCoordinator(num_clients, rounds, privacy=ledger, **kw)
+    coordinator.submit_init(wire.Message(dict(SERVED), {wire.META_CLIENT_ID: "0"}))
+    return coordinator
+
+
+def _update(coordinator, client_id, round_, tensors, examples=10):
+    meta = wire.UpdateMeta(client_id, round_, examples, {})
+    return coordinator.submit_update(wire.Message(tensors, meta.to_metadata()))
+
+
+def _displacement(scale, seed):
+    rng = np.random.default_rng(seed)
+    return {n: (rng.normal(size=a.shape) * scale).astype(np.float32)
+            for n, a in SERVED.items()}
+
+
+def _flat(tensors):
+    return np.concatenate([tensors[n].ravel().astype(np.float64) for n in sorted(tensors)])
+
+
+def _model(coordinator, version):
+    return wire.decode(coordinator.wait_for_model(version, 1)).tensors
+
+
+def test_each_clients_update_is_clipped_and_weighs_the_same():
+    coordinator = _coordinator()
+    updates = [_displacement(s, seed) for seed, s in enumerate((1.0, 0.001, 0.3))]
+    for cid, update in enumerate(updates):
+        _update(coordinator, cid, 1, update, examples=10 ** cid)  # examples are ignored
+    averaged = _flat(_model(coordinator, 1))
+    expected = sum(_flat(u) * min(1.0, 1.0 / np.linalg.norm(_flat(u))) for u in updates) / 3
+    np.testing.assert_allclose(averaged, expected, atol=1e-6)
+    assert all(np.linalg.norm(_flat(u)) > 1 for u in (updates[0], updates[2]))
+    factors = coordinator.strategy.last_clip_factors
+    assert factors[1] == 1.0 and factors[0] < 1 and factors[2] < 1
+
+
+def test_a_missing_client_does_not_change_the_denominator():
+    clock = [0.0]
+    coordinator = _coordinator(min_clients=2, round_timeout=5, clock=lambda: clock[0])
+    update = _displacement(0.0001, 1)  # under the bound: not clipped
+    _update(coordinator, 0, 1, update)
+    _update(coordinator, 1, 1, update)
+    clock[0] = 6
+    with coordinator._cond:
+        coordinator._on_deadline(coordinator._open)
+    np.testing.assert_allclose(_flat(_model(coordinator, 1)), _flat(update) * 2 / 3, atol=1e-7)
+
+
+def test_the_central_noise_has_the_stated_standard_deviation():
+    noise, clip, clients = 1.5, 0.4, 3
+    coordinator = _coordinator(num_clients=clients, noise=noise, clip=clip, seed=11)
+    for cid in range(clients):
+        _update(coordinator, cid, 1, dict(SERVED))  # no displacement: only the noise moves
+    moved = _flat(_model(coordinator, 1))
+    # 2100 coordinates: the sample standard deviation is within ~4.6 % (3 sigma).
+    assert np.std(moved) == pytest.approx(noise * clip / clients, rel=0.05)
+
+
+def test_the_budget_ends_training_before_a_round_that_would_exceed_it(tmp_path):
+    noise, target = 3.0, 3.0
+    delta = privacy.default_delta(3)
+    mechanism = privacy.Mechanism(noise)
+    affordable = max(k for k in range(1, 20) if mechanism.epsilon(k, delta) <= target)
+    rounds = affordable + 3
+    coordinator = _coordinator(rounds=rounds, noise=noise, target=target,
+                               checkpoint_dir=str(tmp_path))
+    for round_ in range(1, affordable + 1):
+        for cid in range(3):
+            _update(coordinator, cid, round_, _displacement(0.01, cid))
+    status = coordinator.status()
+    assert status.final_version == affordable and status.phase.value == "published"
+    assert status.epsilon <= target < mechanism.epsilon(affordable + 1, delta)
+    assert "privacy budget" in status.stopped
+    with pytest.raises(TrainingFinished, match="privacy budget"):
+        _update(coordinator, 0, affordable + 1, dict(SERVED))
+    with pytest.raises(TrainingFinished):
+        coordinator.wait_for_model(affordable + 1, 0.1)
+    assert coordinator.final_model() is not None  # the last model is the final one
+
+    # A restarted aggregator resumes the ledger from the checkpoint: no budget is reset.
+    again = RoundCoordinator(3, rounds, privacy=RunPrivacy("client", noise, 1.0, 0.0, target,
+                                                           3),
+                             checkpoint_dir=str(tmp_path))
+    again.restore(load_checkpoint(str(tmp_path), again.config))
+    resumed = again.status()
+    assert resumed.final_version == affordable and resumed.epsilon == status.epsilon
+    assert resumed.phase.value == "published" and resumed.stopped == status.stopped
+
+
+def test_a_restart_mid_run_keeps_the_rounds_already_released(tmp_path):
+    coordinator = _coordinator(rounds=5, noise=1.0, checkpoint_dir=str(tmp_path))
+    for round_ in (1, 2):
+        for cid in range(3):
+            _update(coordinator, cid, round_, _displacement(0.01, cid))
+    again = RoundCoordinator(3, 5, privacy=RunPrivacy("client", 1.0, 1.0, 0.0, 0.0, 3),
+                             checkpoint_dir=str(tmp_path))
+    again.restore(load_checkpoint(str(tmp_path), again.config))
+    assert again.privacy.rounds_released == 2
+    assert again.status().epsilon == pytest.approx(
+        privacy.Mechanism(1.0).epsilon(2, privacy.default_delta(3)))
+
+
+def test_fedadam_runs_on_the_noised_average():
+    coordinator = _coordinator(strategy=FedAdam())
+    for cid in range(3):
+        _update(coordinator, cid, 1, _displacement(0.01, cid))
+    moved = _flat(_model(coordinator, 1))
+    assert np.all(np.isfinite(moved)) and np.any(moved != 0)
+    assert coordinator.strategy.name == "fedadam"
