@@ -74,9 +74,6 @@ def export(result: AggregatorResult, model: FileArtifact, metrics: MetricsArtifa
     """What the KFP UI shows: scalars, the model's metadata, confusion matrix and ROC."""
     for name, value in result.metrics.items():
         metrics.log_metric(name, value)
-    mode = result.summary.get("privacy", {}).get("dp_mode", "off")
-    if mode != "off" and hasattr(metrics, "metadata"):
-        metrics.metadata["dp_mode"] = mode  # a word: the UI lists it beside the numbers
     model.metadata.update(model_metadata(result.summary))
     if result.evaluation:
         matrix = result.evaluation["confusion_matrix"]
@@ -97,4 +94,14 @@ def model_metadata(summary: dict) -> dict:
         "framework": settings.get("framework", "unknown"),
         "aggregator": f"numpy {np.__version__}, safetensors {safetensors.__version__}",
         **{f"final_{k}": round(v, 6) for k, v in summary["final_metrics"].items()},
+        **_privacy_metadata(summary.get("privacy", {})),
     }
+
+
+def _privacy_metadata(privacy: dict) -> dict:
+    """The model's differential privacy in words and numbers (the Metrics artifact holds
+    numbers only: dp_epsilon, dp_delta, ...; the mode is a word, so it is said here)."""
+    if privacy.get("dp_mode", "off") == "off":
+        return {"dp_mode": "off"}
+    return {"dp_mode": privacy["dp_mode"], "dp_epsilon": round(privacy["epsilon"], 6),
+            "dp_delta": privacy["delta"], "dp_stopped": privacy.get("stopped", "")}
