@@ -49,7 +49,8 @@ def load_data(args: argparse.Namespace):
     return load_dataset("npz", args.data, seed=args.seed)
 
 
-def run_federated(args: argparse.Namespace, workdir: Path) -> dict:
+def run_federated(args: argparse.Namespace, workdir: Path,
+                  client_flags: Sequence[str] = ()) -> dict:
     out = workdir / "out"
     server = AggregatorProcess("--num-clients", str(args.clients), "--rounds", str(args.rounds),
                                "--out", str(out), "--shutdown-grace", "60")
@@ -64,7 +65,7 @@ def run_federated(args: argparse.Namespace, workdir: Path) -> dict:
          "--class-weights", args.class_weights, "--logit-adjustment", args.logit_adjustment,
          "--width", str(args.width),
          "--depth", str(args.depth), "--optimizer", args.optimizer, "--norm", args.norm,
-         "--update-dtype", args.update_dtype],
+         "--update-dtype", args.update_dtype, *client_flags],
         cwd=REPO_ROOT, env={**os.environ, **CLIENT_ENV}, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True) for cid in range(args.clients)]
     for proc in clients:
@@ -154,10 +155,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep.add_argument("--strategies", default="fedavg",
                        help="comma-separated: aggregator strategies (fedavg, fedavgm[:m], "
                        "fedadam, ...) or fedprox (FedAvg with --mu on the clients)")
+    private = p.add_argument_group("dp", "--dp: example-level DP (DP-SGD) against no DP")
+    private.add_argument("--dp", default="", metavar="EPSILONS",
+                         help="comma-separated ε targets, e.g. 1,3,8 (bench.quality_dp)")
+    private.add_argument("--dp-partitions", default="iid,dirichlet:0.5")
+    private.add_argument("--dp-delta", type=float, default=1e-5)
+    private.add_argument("--dp-clip-norm", type=float, default=1.0)
     args = p.parse_args(argv)
     if args.data != "breast_cancer" and not Path(args.data).is_file():
         print(f"error: {args.data} not found (see ../shared/data/README.md)", file=sys.stderr)
         return 2
+    if args.dp:
+        from bench.quality_dp import run_dp
+
+        return run_dp(args)
     if args.sweep:
         from bench.sweep import run_sweep
 

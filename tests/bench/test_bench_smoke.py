@@ -112,3 +112,18 @@ def test_a_failing_pooled_client_fails_the_run_at_once_with_its_traceback(tmp_pa
     with ClientPool(1) as pool, pytest.raises(ClientRunFailed, match="none.npz"):
         pool.run([job], timeout_s=120, on_failure=lambda: stopped.append(True))
     assert stopped == [True]
+
+
+@pytest.mark.slow
+def test_bench_quality_dp_smoke_through_real_processes():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.quality", "--data", "breast_cancer", "--clients", "2",
+         "--rounds", "2", "--dp", "3", "--dp-partitions", "iid"], cwd=REPO_ROOT,
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = result.stdout.strip().splitlines()[-1]
+    assert summary.startswith("quality_dp: data=breast_cancer partition=iid clients=2 "
+                              "epsilon=3 delta=1e-05 ")
+    values = dict(part.split("=") for part in summary.split()[1:])
+    assert float(values["noise_multiplier"]) > 0.3
+    assert 0.5 < float(values["auc"]) <= 1 and float(values["nonprivate_auc"]) > 0.8
