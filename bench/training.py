@@ -9,6 +9,10 @@ The same data, model and batch size are trained twice in this process, one Keras
 Throughput is training examples per second of time spent in ``model.fit``; the first round of
 each is warm-up (tracing) and not counted. The FL client's whole round time (training plus
 evaluation and transport) is reported beside it.
+DP-SGD (``dp=example``): the same model trained by the client's DP-SGD (Poisson batches of
+expected size ``--batch-size``, per-example clipping, noise), one round of expected examples
+per round, timed like ``model.fit``: ``training_dp: dp_vs_plain=<ratio>
+dp_examples_per_s=<x> plain_examples_per_s=<x>`` (before the final line).
 Final line: ``training: fl_vs_plain=<ratio> fl_examples_per_s=<x> plain_examples_per_s=<x>
 fl_round_overhead=<fraction of an FL round not spent training>``.
 """
@@ -97,6 +101,22 @@ def run_fl(args: argparse.Namespace) -> tuple[list[float], list[float], int]:
     return timer.times, round_times, len(learner.data.y_train)
 
 
+def run_dp_sgd(args: argparse.Namespace) -> tuple[list[float], int]:
+    """Seconds per round of DP-SGD and the expected examples a round samples."""
+    from client_component.dp_sgd import DpSgdParams
+
+    learner = build(args)
+    learner.training.logit_adjustment = "none"
+    learner.with_dp_sgd(DpSgdParams(args.batch_size, 1.0, 1.0))
+    steps = learner.private_steps_per_round()
+    times = []
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        learner._dp_sgd.train(learner.data.x_train, learner.data.y_train, steps)
+        times.append(time.perf_counter() - start)
+    return times, steps * args.batch_size
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.training", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -115,7 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     plain_times, examples = run_plain(args)
     fl_times, fl_rounds, fl_examples = run_fl(args)
+    dp_times, dp_examples = run_dp_sgd(args)
     plain_rate = examples * args.local_epochs / statistics.median(plain_times[1:])
+    dp_rate = dp_examples / statistics.median(dp_times[1:])
     fl_rate = fl_examples * args.local_epochs / statistics.median(fl_times[1:])
     round_s = statistics.median(fl_rounds) if fl_rounds else float("nan")
     overhead = 1 - statistics.median(fl_times[1:]) / round_s
@@ -125,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{statistics.median(plain_times[1:]):.2f}", f"{plain_rate:.0f}", "-"),
          ("FL client", fl_examples * args.local_epochs,
           f"{statistics.median(fl_times[1:]):.2f}", f"{fl_rate:.0f}", f"{round_s:.2f}")]))
+    print(f"training_dp: dp_vs_plain={dp_rate / plain_rate:.3f} "
+          f"dp_examples_per_s={dp_rate:.0f} plain_examples_per_s={plain_rate:.0f}")
     print(f"training: fl_vs_plain={fl_rate / plain_rate:.3f} fl_examples_per_s={fl_rate:.0f} "
           f"plain_examples_per_s={plain_rate:.0f} fl_round_overhead={overhead:.3f}")
     return 0

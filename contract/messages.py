@@ -140,7 +140,7 @@ class DoneReport:
         counts = payload.get("counts")
         if counts is not None and not isinstance(counts, dict):
             raise MalformedRequest("counts must be a JSON object")
-        return cls(payload["client_id"], check_metrics(payload.get("metrics") or {}),
+        return cls(payload["client_id"], check_metrics(payload.get("metrics", {})),
                    num_examples, counts)
 
 

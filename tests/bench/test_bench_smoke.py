@@ -69,10 +69,13 @@ def test_bench_transport_smoke_compares_secure_with_plain_aggregation():
 
 @pytest.mark.slow
 def test_bench_training_smoke_compares_the_fl_client_with_plain_keras():
-    _, (values,) = _summary(["bench.training", "--data", "breast_cancer", "--rounds", "2"],
-                            "training:")
+    out, (values,) = _summary(["bench.training", "--data", "breast_cancer", "--rounds", "2"],
+                              "training:")
     assert float(values["fl_vs_plain"]) > 0
     assert 0 <= float(values["fl_round_overhead"]) < 1
+    [dp_line] = [line for line in out.splitlines() if line.startswith("training_dp: ")]
+    dp = dict(p.split("=", 1) for p in dp_line.split()[1:])
+    assert float(dp["dp_vs_plain"]) > 0 and float(dp["dp_examples_per_s"]) > 0
 
 
 @pytest.mark.slow

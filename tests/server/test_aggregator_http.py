@@ -271,3 +271,13 @@ def test_a_streamed_update_with_a_nan_in_its_last_chunk_leaves_the_round_untouch
         np.testing.assert_array_equal(final["w000"], np.full(size, 3.25, np.float32))
     finally:
         agg.server.stop()
+
+
+def test_done_with_metrics_that_are_not_an_object_is_refused(aggregator):
+    # Found by Schemathesis: a falsy non-object (0, [], "") was read as "no metrics".
+    for bad in (0, [], "", None):
+        response = aggregator.http.post(aggregator.url + "/v1/done", timeout=5,
+                                        json={"client_id": 0, "metrics": bad})
+        assert response.status_code == 400, (bad, response.text)
+        assert "metrics" in response.json()["detail"]
+    assert aggregator.coordinator.status().done == []
