@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import dp_accounting
+import numpy as np
 from dp_accounting import rdp
 
 from contract.secagg.params import SecAggParams
@@ -209,3 +210,67 @@ def secagg_params(params: SecAggParams, values: Mapping) -> SecAggParams:
         return params
     noise_range = values["dp_clip_norm"] * (1 + 6 * values["dp_noise_multiplier"])
     return dataclasses.replace(params, max_examples=1, clip=max(params.clip, noise_range))
+
+
+# ---- adaptive clipping (Andrew et al. 2021), dp=client with central noise -------------------
+
+CLIP_LEARNING_RATE = 0.2  # the paper's geometric step size, eta_C
+
+
+def quantile_setting() -> object:
+    """The ``dp_clip_quantile`` field: 0, fixed clipping; else the target quantile."""
+    return setting(0.0, "`dp=client`: 0 clips at `dp_clip_norm` every round; in (0, 1) the "
+                   "clip norm adapts each round towards this quantile of the clients' update "
+                   "norms (Andrew et al. 2021; starts at `dp_clip_norm`; needs more than "
+                   "10 x `dp_noise_multiplier` clients; not with `secure_aggregation`)",
+                   check=_quantile)
+
+
+def _quantile(name: str, value: float) -> str | None:
+    return None if 0 <= value < 1 else f"{name} must be in [0, 1), got {value!r}"
+
+
+def count_noise(num_clients: int) -> float:
+    """Standard deviation of the noise on the count of unclipped updates: the paper's
+    expected clients / 20."""
+    return num_clients / 20
+
+
+def adaptive_sum_noise(noise_multiplier: float, num_clients: int) -> float:
+    """The sum's noise multiplier z_sum such that the sum and the noised count together are a
+    Gaussian of ``noise_multiplier`` (Andrew et al. 2021, Theorem 1):
+    z_sum = (z^-2 - (2 sigma_b)^-2)^(-1/2), the count's sensitivity being 1/2 once centred."""
+    count_multiplier = 2 * count_noise(num_clients)
+    if count_multiplier <= noise_multiplier:
+        raise ValueError(f"adaptive clipping with dp_noise_multiplier={noise_multiplier:g} "
+                         f"needs more than {10 * noise_multiplier:g} clients, got {num_clients}")
+    return (noise_multiplier ** -2 - count_multiplier ** -2) ** -0.5
+
+
+ADAPTIVE_NAMES = ("dp", "dp_clip_quantile", "dp_noise_multiplier", "num_clients",
+                  "secure_aggregation")
+
+
+def adaptive_problem(values: Mapping, name: Namer) -> str | None:
+    """Adaptive clipping is built for dp=client with central noise and enough clients."""
+    if values["dp_clip_quantile"] == 0:
+        return None
+    if values["dp"] != "client" or values["secure_aggregation"] != "off":
+        return (f"{name('dp_clip_quantile')} needs {name('dp')}=client without "
+                f"{name('secure_aggregation')} (the aggregator adapts the clip norm)")
+    if values["dp_noise_multiplier"] <= 0:
+        return None  # settings_problem says it
+    try:
+        adaptive_sum_noise(values["dp_noise_multiplier"], values["num_clients"])
+    except ValueError as exc:
+        return f"{name('dp_clip_quantile')}: {exc}"
+    return None
+
+
+def next_clip(clip: float, unclipped: int, clients: int, quantile: float,
+              rng: np.random.Generator) -> float:
+    """One geometric step of the clip norm: C exp(-eta (b - gamma)), b the noised fraction of
+    updates that were not clipped (centred indicators, noise sigma_b)."""
+    centred = unclipped - clients / 2 + rng.normal(0.0, count_noise(clients))
+    fraction = centred / clients + 0.5
+    return clip * math.exp(-CLIP_LEARNING_RATE * (fraction - quantile))

@@ -10,6 +10,13 @@ scale), and the wrapped strategy (FedAvg, FedAvgM, FedAdam) takes that noised av
 round's average. The sum has sensitivity ``clip_norm`` to one client's presence: one Gaussian
 release per round, as ``contract.privacy`` accounts it.
 
+With ``clip_quantile`` > 0 the clip norm adapts each round (Andrew et al. 2021, "Differentially
+Private Learning with Adaptive Clipping"): C <- C exp(-0.2 (b - quantile)), b the fraction of
+this round's updates that were not clipped, released with Gaussian noise of standard deviation
+num_clients / 20 on the centred count; the sum's noise multiplier is raised so that the two
+releases together are one Gaussian of ``noise_multiplier`` (``privacy.adaptive_sum_noise``): the
+accountant's per-round event is unchanged.
+
 The noise draws from the operating system's entropy (numpy's PCG64 seeded by ``SeedSequence``),
 never from a run setting; tests pass ``seed``.
 """
@@ -22,28 +29,34 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from contract import wire
+from contract import privacy, wire
 from server_component.strategies import RunningWeightedSum, Strategy, Tensors
 
 log = logging.getLogger(__name__)
+CLIP_STATE = "dp/clip_norm"  # the adapted clip norm, checkpointed beside the model
 
 
 class ClientLevelDp(Strategy):
     """``inner`` on clipped, equally weighted, centrally noised updates."""
 
     def __init__(self, inner: Strategy, clip_norm: float, noise_multiplier: float,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, clip_quantile: float = 0.0) -> None:
         self.inner, self.clip_norm, self.noise_multiplier = inner, clip_norm, noise_multiplier
+        self.clip_quantile = clip_quantile  # 0: fixed clipping; else adaptive (Andrew et al.)
+        self.last_clip_norm = clip_norm  # the clip norm the last aggregated round used
         self.name = inner.name
         self._rng = np.random.default_rng(seed)
         self._served: Tensors = {}
         self._num_clients = 1
+        self._sum_noise = noise_multiplier  # raised in bind when the clip norm adapts
         self._factors: list[float] = []  # the open round's clip factors
         self.last_clip_factors: list[float] = []  # the last aggregated round's
 
     def bind(self, num_clients: int) -> None:
         """The fixed denominator: every client the run asks each round."""
         self._num_clients = num_clients
+        self._sum_noise = (privacy.adaptive_sum_noise(self.noise_multiplier, num_clients)
+                           if self.clip_quantile else self.noise_multiplier)
         self.inner.bind(num_clients)
 
     def serve(self, tensors: Tensors) -> None:
@@ -73,8 +86,8 @@ class ClientLevelDp(Strategy):
     def aggregate(self, accumulator: RunningWeightedSum, current: Tensors,
                   server_round: int) -> Tensors:
         """The wrapped strategy on served + (sum of clipped d_i + noise) / num_clients."""
-        sigma = self.noise_multiplier * self.clip_norm
-        self.last_clip_factors = self._factors
+        sigma = self._sum_noise * self.clip_norm
+        self.last_clip_factors, self.last_clip_norm = self._factors, self.clip_norm
         log.info("event=dp_client round=%d clipped=%d/%d noise_std=%.4g denominator=%d",
                  server_round, sum(f < 1 for f in self._factors), len(self._factors), sigma,
                  self._num_clients)
@@ -86,14 +99,28 @@ class ClientLevelDp(Strategy):
             averaged[name] = served + (displacement + noise) / self._num_clients
         noised = RunningWeightedSum.from_sums(
             averaged, {n: a.dtype for n, a in current.items()}, 1.0)
+        if self.clip_quantile:
+            unclipped = sum(f == 1.0 for f in self._factors)
+            self.clip_norm = privacy.next_clip(self.clip_norm, unclipped, self._num_clients,
+                                               self.clip_quantile, self._rng)
+            log.info("event=dp_adaptive_clip round=%d unclipped=%d/%d next_clip_norm=%.4g",
+                     server_round, unclipped, len(self._factors), self.clip_norm)
         return self.inner.aggregate(noised, current, server_round)
 
     def state(self) -> Tensors:
-        """The wrapped strategy's state (FedAvgM's velocity, FedAdam's moments)."""
-        return self.inner.state()
+        """The wrapped strategy's state (FedAvgM's velocity, FedAdam's moments), and the
+        clip norm when it adapts."""
+        state = self.inner.state()
+        if self.clip_quantile:
+            state[CLIP_STATE] = np.array([self.clip_norm], np.float64)
+        return state
 
     def load_state(self, state: Mapping[str, np.ndarray]) -> None:
-        """Restore the wrapped strategy's state."""
+        """Restore the wrapped strategy's state and the adapted clip norm."""
+        state = dict(state)
+        clip = state.pop(CLIP_STATE, None)
+        if clip is not None:
+            self.clip_norm = self.last_clip_norm = float(clip[0])
         self.inner.load_state(state)
 
     def _norm(self, message: wire.Message | wire.StreamedMessage) -> float:

@@ -69,7 +69,7 @@ class RoundCoordinator(SecureStagesMixin):
             # Central noise; under secure aggregation the clients clip and noise (uplink).
             self.strategy = ClientLevelDp(self.strategy, self.privacy.clip_norm,
                                           self.privacy.noise_multiplier,
-                                          self.privacy.noise_seed)
+                                          self.privacy.noise_seed, self.privacy.clip_quantile)
         self.strategy.bind(num_clients)
         self.checkpoint_dir = checkpoint_dir
         self.secure = secure
@@ -374,6 +374,8 @@ class RoundCoordinator(SecureStagesMixin):
         record = record or open_round.record(self.num_clients, self._clock())
         record.privacy = self.privacy.close_round(open_round.number, self.rounds)
         self._set_model(self._aggregate(open_round), open_round.number)
+        if isinstance(self.strategy, ClientLevelDp) and record.privacy:
+            record.privacy["clip_norm"] = self.strategy.last_clip_norm
         open_round.accumulator = None
         self.history.append(record)
         closed = self.counters.round_closed()

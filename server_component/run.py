@@ -115,7 +115,8 @@ def build_coordinator(config: AggregatorConfig) -> RoundCoordinator:
         min_clients=config.min_clients or None, round_timeout=config.round_timeout or None,
         checkpoint_dir=config.checkpoint_dir or None, secure=config.secagg_params,
         privacy=RunPrivacy(config.dp, config.dp_noise_multiplier, config.dp_clip_norm,
-                           config.dp_delta, config.dp_target_epsilon, config.num_clients))
+                           config.dp_delta, config.dp_target_epsilon, config.num_clients,
+                           clip_quantile=config.dp_clip_quantile))
     if config.checkpoint_dir:
         try:
             checkpoint = load_checkpoint(config.checkpoint_dir, coordinator.config)

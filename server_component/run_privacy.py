@@ -40,6 +40,7 @@ class RunPrivacy:
     rounds_released: int = 0  # client-level: noised sums published
     stopped: str = ""  # why training ended before the last round
     stopped_after: int = 0  # the round it ended after (0: it did not)
+    clip_quantile: float = 0.0  # dp=client: 0 fixed clipping, else adaptive (client_dp)
     noise_seed: int | None = None  # tests only: central noise from the OS's entropy otherwise
 
     def __post_init__(self) -> None:

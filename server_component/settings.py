@@ -82,6 +82,7 @@ class AggregatorConfig:
     dp_clip_norm: float = privacy.clip_setting()
     dp_delta: float = privacy.delta_setting()
     dp_target_epsilon: float = privacy.target_setting()
+    dp_clip_quantile: float = privacy.quantile_setting()
     # Where: the pipeline wires these (the pod's address, the Service port, the run's token,
     # the checkpoint volume, the output artifacts).
     host: str = setting("0.0.0.0", "bind address", wired=True, task_input=False)
@@ -103,6 +104,7 @@ class AggregatorConfig:
                     CrossCheck(secagg.CROSS_NAMES, secagg.settings_problem),
                     CrossCheck(privacy.SETTING_NAMES, privacy.settings_problem),
                     CrossCheck(privacy.BUDGET_NAMES, privacy.client_budget_problem),
+                    CrossCheck(privacy.ADAPTIVE_NAMES, privacy.adaptive_problem),
                     CrossCheck(("dp", "strategy"), _strategy_under_client_dp))
 
     @property

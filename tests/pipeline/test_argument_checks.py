@@ -35,6 +35,11 @@ BAD = [
     ("aggregator_port=70000", "aggregator_port must be in 1..65535"),
     ("checkpoint_size=lots", "checkpoint_size 'lots' is not a Kubernetes quantity"),
     ("dataset=npz", "data_uri is required for dataset npz"),
+    ("dp_noise_multiplier=-1", "dp_noise_multiplier must be at least 0"),
+    ("dp_clip_norm=0", "dp_clip_norm must be greater than 0"),
+    ("dp_delta=1", "dp_delta must be in [0, 1)"),
+    ("dp_target_epsilon=3", "dp_target_epsilon needs dp=example or client"),
+    ("dp=example", "dp=example needs logit_adjustment=none"),
 ]
 
 

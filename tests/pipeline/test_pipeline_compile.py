@@ -65,7 +65,7 @@ def test_pipeline_parameters_and_runtime_num_clients(compiled):
                            "secagg_clip", "secagg_max_examples",
                            # differential privacy (issue 17), shared the same way
                            "dp", "dp_noise_multiplier", "dp_clip_norm", "dp_delta",
-                           "dp_target_epsilon"}
+                           "dp_target_epsilon", "dp_clip_quantile"}
     assert params["num_clients"]["defaultValue"] == 5
     # num_clients reaches the fan-out as a parameter: changing it needs no recompile.
     fan_out = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["client-credentials"]

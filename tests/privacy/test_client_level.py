@@ -127,3 +127,72 @@ def test_fedadam_runs_on_the_noised_average():
     moved = _flat(_model(coordinator, 1))
     assert np.all(np.isfinite(moved)) and np.any(moved != 0)
     assert coordinator.strategy.name == "fedadam"
+
+
+def _adaptive(tmp_path=None, clients=20, quantile=0.5, clip=0.1, seed=5):
+    ledger = RunPrivacy("client", 1.0, clip, 0.0, 0.0, clients, clip_quantile=quantile,
+                        noise_seed=seed)
+    coordinator = RoundCoordinator(clients, 40, privacy=ledger,
+                                   checkpoint_dir=str(tmp_path) if tmp_path else None)
+    coordinator.submit_init(wire.Message(dict(SERVED), {wire.META_CLIENT_ID: "0"}))
+    return coordinator
+
+
+def _round_with_norms(coordinator, round_, norms):
+    served = wire.decode(coordinator.wait_for_model(round_ - 1, 1)).tensors
+    for cid, norm in enumerate(norms):
+        direction = _displacement(1.0, cid)
+        scale = norm / np.linalg.norm(_flat(direction))
+        _update(coordinator, cid, round_, {
+            n: (served[n] + direction[n] * scale).astype(np.float32) for n in served})
+
+
+def test_adaptive_clipping_moves_the_clip_norm_to_the_target_quantile():
+    coordinator = _adaptive()
+    norms = np.linspace(0.5, 1.5, 20)  # median 1.0
+    for round_ in range(1, 31):
+        _round_with_norms(coordinator, round_, norms)
+    # From 0.1, geometric steps of at most exp(0.1) reach the median in ~25 rounds.
+    assert coordinator.strategy.clip_norm == pytest.approx(1.0, abs=0.25)
+    assert coordinator.history[-1].privacy["clip_norm"] == coordinator.strategy.last_clip_norm
+
+
+def test_adaptive_clipping_raises_the_sums_noise_so_the_privacy_is_unchanged():
+    # 20 clients: count noise sigma_b = 1, so z_sum = (1 - 1/4)^-1/2 for z = 1.
+    assert privacy.adaptive_sum_noise(1.0, 20) == pytest.approx(1 / np.sqrt(0.75))
+    coordinator = _adaptive(clip=0.5, seed=9)
+    for cid in range(20):
+        _update(coordinator, cid, 1, dict(SERVED))
+    moved = _flat(_model(coordinator, 1))
+    assert np.std(moved) == pytest.approx(0.5 / np.sqrt(0.75) / 20, rel=0.05)
+    with pytest.raises(ValueError, match="needs more than 10 clients"):
+        privacy.adaptive_sum_noise(1.0, 10)
+
+
+def test_the_adapted_clip_norm_survives_a_restart(tmp_path):
+    coordinator = _adaptive(tmp_path)
+    for round_ in (1, 2, 3):
+        _round_with_norms(coordinator, round_, np.full(20, 2.0))
+    adapted = coordinator.strategy.clip_norm
+    assert adapted > 0.1
+    again = RoundCoordinator(20, 40, privacy=RunPrivacy("client", 1.0, 0.1, 0.0, 0.0, 20,
+                                                        clip_quantile=0.5),
+                             checkpoint_dir=str(tmp_path))
+    again.restore(load_checkpoint(str(tmp_path), again.config))
+    assert again.strategy.clip_norm == adapted
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"dp": "example"}, "dp_clip_quantile needs dp=client without secure_aggregation"),
+    ({"secure_aggregation": "secagg"}, "needs dp=client without secure_aggregation"),
+    ({"num_clients": 5}, "needs more than 10 clients"),
+    ({"dp_clip_quantile": 1.0}, "dp_clip_quantile must be in [0, 1)"),
+])
+def test_adaptive_clipping_refusals(values, message):
+    from contract.settings import problems
+    from server_component.settings import AggregatorConfig
+
+    settings = {"dp": "client", "dp_clip_quantile": 0.5, "dp_noise_multiplier": 1.0,
+                "num_clients": 20, "secure_aggregation": "off", **values}
+    assert any(message in p for p in problems(AggregatorConfig, settings)), problems(
+        AggregatorConfig, settings)
