@@ -58,6 +58,11 @@ class OutOfStep(RuntimeError):
     """The client kept failing to catch up with the aggregator."""
 
 
+class PrivacyMismatch(RuntimeError):
+    """The aggregator runs another differential-privacy mode than this client was given: a
+    client expecting central noise must not send its update to an aggregator that adds none."""
+
+
 class UnsupportedStrategy(RuntimeError):
     """The aggregator's strategy needs something this learner cannot do."""
 
@@ -107,12 +112,16 @@ def _post_init(aggregator: AggregatorClient, learner: Learner, config: ClientCon
 
 def _restore_budget(learner: Learner, aggregator: AggregatorClient,
                     config: ClientConfig) -> None:
-    """A restarted client resumes its DP-SGD budget from the steps the aggregator recorded:
-    a retry of the task cannot spend the budget again."""
+    """Check the aggregator runs this client's DP mode; a restarted client resumes its DP-SGD
+    budget from the steps the aggregator recorded: a retry cannot spend the budget again."""
+    status = aggregator.status()
+    if status.dp != config.dp:
+        raise PrivacyMismatch(f"client {config.client_id} has dp={config.dp}, the aggregator "
+                              f"runs dp={status.dp}: give both the same dp setting")
     budget = getattr(learner, "privacy_budget", None)
     if budget is None:
         return
-    recorded = aggregator.status().dp_steps.get(str(config.client_id), 0)
+    recorded = status.dp_steps.get(str(config.client_id), 0)
     if recorded > budget.spent:
         budget.restore(recorded)
         budget.spend(0, next_round=learner.private_steps_per_round())

@@ -48,7 +48,7 @@ def run_logged(config: ClientConfig) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
                         stream=sys.stdout, force=True)
     # Imported here: a bad setting fails before TensorFlow is loaded.
-    from client_component.federated_client import OutOfStep
+    from client_component.federated_client import OutOfStep, PrivacyMismatch
     from client_component.secure_participant import SessionMismatch, UnsafeRequest
     from client_component.transport import AggregatorError, AggregatorUnreachable
     from client_component.uplink import SecureAggregationOff
@@ -57,6 +57,8 @@ def run_logged(config: ClientConfig) -> int:
     try:
         run_client(config)
     except (DatasetError, PartitionError) as exc:
+        return _failed(config.client_id, exc, EXIT_BAD_INPUT)
+    except PrivacyMismatch as exc:
         return _failed(config.client_id, exc, EXIT_BAD_INPUT)
     except (UnsafeRequest, SessionMismatch, SecureAggregationOff, QuantisationError) as exc:
         # Secure aggregation refused (an unsafe request, settings the aggregator does not

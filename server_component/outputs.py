@@ -144,7 +144,7 @@ def client_metrics_table(coordinator: RoundCoordinator):
     import pandas as pd
 
     rows = [{"round": str(r.round), "client_id": int(cid),
-             "examples": r.client_examples.get(cid), **metrics}
+             "examples": r.client_examples.get(cid), **metrics, **_client_epsilon(r, cid)}
             for r in coordinator.history for cid, metrics in r.client_metrics.items()]
     examples = coordinator.final_client_examples()
     rows += [{"round": "final", "client_id": cid, "examples": examples[cid], **metrics}
@@ -153,6 +153,12 @@ def client_metrics_table(coordinator: RoundCoordinator):
     table = pd.DataFrame(rows, columns=columns + sorted(
         {k for row in rows for k in row} - set(columns)))
     return table.astype({"client_id": "Int64", "examples": "Int64"})
+
+
+def _client_epsilon(record, client_id: str) -> dict[str, float]:
+    """dp=example: the site's ε after the round (its DP-SGD ledger), as a table column."""
+    spent = record.privacy.get("client_epsilon", {}).get(client_id)
+    return {} if spent is None else {"epsilon": spent}
 
 
 def ensure_writable(directory: str | os.PathLike) -> None:

@@ -137,3 +137,17 @@ def test_distributed_noise_under_secure_aggregation_adds_up_to_the_central_noise
     expected_std = noise * clip * np.sqrt(clients / threshold) / clients
     assert np.std(moved) == pytest.approx(expected_std, rel=0.06)
     assert np.std(moved) >= noise * clip / clients
+
+
+def test_a_client_refuses_an_aggregator_with_another_dp_mode():
+    from client_component.federated_client import PrivacyMismatch
+
+    aggregator = start_aggregator(1, 1)  # dp off: it would add no noise
+    try:
+        config = ClientConfig(server=aggregator.url, client_id=0, num_clients=1, rounds=1,
+                              token=TOKEN, dp="client", connect_timeout_s=10)
+        with pytest.raises(PrivacyMismatch, match="the aggregator runs dp=off"):
+            federate(NumpyLearner(0), AggregatorClient(aggregator.url, TOKEN), config)
+        assert aggregator.coordinator.status().reported == []
+    finally:
+        aggregator.server.stop()

@@ -35,6 +35,8 @@ def test_a_private_run_stops_at_its_budget_and_reports_epsilon(tmp_path, observe
     assert [int(r["round"]) for r in rows] == list(range(1, final + 1))
     epsilons = [float(r["epsilon"]) for r in rows]
     assert epsilons == sorted(epsilons) and epsilons[-1] <= TARGET
+    per_client = list(csv.DictReader((aggregator / "client_metrics").open()))
+    assert all(float(r["epsilon"]) <= TARGET for r in per_client if r["round"] != "final")
     report = (aggregator / "report.html").read_text()
     assert "Privacy" in report and "Training ended early" in report
     log = (run_dir / "logs" / "aggregator.log").read_text()
