@@ -50,10 +50,12 @@ def load_data(args: argparse.Namespace):
 
 
 def run_federated(args: argparse.Namespace, workdir: Path,
-                  client_flags: Sequence[str] = ()) -> dict:
+                  shared_flags: Sequence[str] = ()) -> dict:
+    """One federated run; ``shared_flags`` go to the aggregator and every client (settings
+    both take, such as --dp)."""
     out = workdir / "out"
     server = AggregatorProcess("--num-clients", str(args.clients), "--rounds", str(args.rounds),
-                               "--out", str(out), "--shutdown-grace", "60")
+                               "--out", str(out), "--shutdown-grace", "60", *shared_flags)
     mu = args.mu if args.strategy == "fedprox" else 0.0
     clients = [subprocess.Popen(
         [sys.executable, "-m", "client_component", "--server", server.url, "--client-id",
@@ -65,7 +67,7 @@ def run_federated(args: argparse.Namespace, workdir: Path,
          "--class-weights", args.class_weights, "--logit-adjustment", args.logit_adjustment,
          "--width", str(args.width),
          "--depth", str(args.depth), "--optimizer", args.optimizer, "--norm", args.norm,
-         "--update-dtype", args.update_dtype, *client_flags],
+         "--update-dtype", args.update_dtype, *shared_flags],
         cwd=REPO_ROOT, env={**os.environ, **CLIENT_ENV}, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True) for cid in range(args.clients)]
     for proc in clients:
@@ -78,7 +80,8 @@ def run_federated(args: argparse.Namespace, workdir: Path,
     summary = json.loads((out / "summary.json").read_text())
     return {"weights": out / "final_weights.safetensors",
             "client_metrics": {k.removeprefix("test_"): v
-                               for k, v in summary["final_metrics"].items()}}
+                               for k, v in summary["final_metrics"].items()},
+            "privacy": summary.get("privacy", {})}
 
 
 def model_config(args: argparse.Namespace):

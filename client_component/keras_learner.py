@@ -13,6 +13,7 @@ gradient, estimated from the displacement (option II of Karimireddy et al. 2020)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -108,17 +109,27 @@ class KerasLearner:
         if config.dp == "example":
             learner.with_dp_sgd(DpSgdParams(config.batch_size, config.dp_clip_norm,
                                             config.dp_noise_multiplier),
-                                config.dp_delta, config.dp_target_epsilon)
+                                config.dp_delta, config.dp_target_epsilon, rounds=config.rounds)
         return learner
 
     def with_dp_sgd(self, params: DpSgdParams, delta: float = 0.0, target_epsilon: float = 0.0,
-                    seed: int | None = None) -> None:
+                    seed: int | None = None, rounds: int = 1) -> None:
         """Train with DP-SGD from now on, accounting every step against ``target_epsilon``
-        (0: no budget) at ``delta`` (0: ``privacy.default_delta`` of the site's examples)."""
+        (0: no budget) at ``delta`` (0: ``privacy.default_delta`` of the site's examples).
+        A noise multiplier of 0 is calibrated so that ``rounds`` full rounds spend exactly the
+        budget at this site."""
         examples = len(self.data.y_train)
-        mechanism = privacy.Mechanism(params.noise_multiplier, params.sampling_rate(examples))
-        self.privacy_budget = privacy.PrivacyBudget(
-            mechanism, delta or privacy.default_delta(examples), target_epsilon)
+        delta = delta or privacy.default_delta(examples)
+        rate = params.sampling_rate(examples)
+        if params.noise_multiplier <= 0:
+            steps = rounds * self._steps_per_round(params)
+            params = dataclasses.replace(params, noise_multiplier=privacy.calibrate(
+                rate, steps, target_epsilon, delta))
+            log.info("dp=example noise_multiplier=%.4f calibrated for epsilon=%g over %d "
+                     "steps (q=%.4g, delta=%g)", params.noise_multiplier, target_epsilon,
+                     steps, rate, delta)
+        mechanism = privacy.Mechanism(params.noise_multiplier, rate)
+        self.privacy_budget = privacy.PrivacyBudget(mechanism, delta, target_epsilon)
         self._dp_sgd = DpSgd(self.model, params, self.data.num_classes, seed)
 
     @property
@@ -267,8 +278,11 @@ class KerasLearner:
 
     def private_steps_per_round(self) -> int:
         """DP-SGD steps a full round takes: ``local_steps``, or epochs of expected batches."""
-        t, examples = self.training, len(self.data.y_train)
-        return t.local_steps or t.local_epochs * self._dp_sgd.params.steps_per_epoch(examples)
+        return self._steps_per_round(self._dp_sgd.params)
+
+    def _steps_per_round(self, params: DpSgdParams) -> int:
+        t = self.training
+        return t.local_steps or t.local_epochs * params.steps_per_epoch(len(self.data.y_train))
 
     def _fit_private(self, round_: int) -> None:
         """DP-SGD for as many of the round's steps as the budget allows; the budget is marked

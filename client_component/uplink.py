@@ -22,11 +22,12 @@ from client_component.secure_participant import (
 )
 from client_component.settings import ClientConfig
 from client_component.transport import AggregatorClient, AggregatorError
-from contract import wire
+from contract import privacy, wire
 from contract.messages import Phase, Status
 from contract.secagg.messages import Roster, SharesIn, UnmaskRequest
 from contract.secagg.params import SecAggParams
 from contract.secagg.quantize import Quantizer
+from contract.settings import values_of
 
 log = logging.getLogger("client_component")
 MAX_SESSIONS_PER_ROUND = 20
@@ -58,7 +59,7 @@ class SecureUplink:
                                    self.params.num_clients)
         self.ledger = UnmaskLedger(config.client_id)
         # dp=client: clip to this L2 norm and add a share of the noise (distributed_dp)
-        self.client_dp = ((config.dp_clip_norm, config.dp_noise_multiplier)
+        self.client_dp = ((config.dp_clip_norm, privacy.client_noise(values_of(config)))
                           if config.dp == "client" else None)
 
     def contribution(self, round_: int, served: dict[str, np.ndarray],

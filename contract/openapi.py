@@ -63,8 +63,9 @@ UPDATE_METADATA = {
     wire.META_LOCAL_STEPS: (False, "positive integer: optimizer steps behind the update "
                                    "(required by fednova)"),
     wire.META_MOMENTUM: (False, "number in [0, 1): the SGD momentum of those steps"),
-    wire.META_PRIVACY: (False, "dp=example: JSON object {epsilon, delta, steps, exhausted} of "
-                               "non-negative numbers: the site's DP-SGD ledger"),
+    wire.META_PRIVACY: (False, "dp=example: JSON object {epsilon, delta, steps, exhausted, "
+                               "noise_multiplier} of non-negative numbers: the site's DP-SGD "
+                               "ledger"),
 }
 MODEL_METADATA = {wire.META_ROUND: (True, "the model version")}
 

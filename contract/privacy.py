@@ -53,8 +53,10 @@ def mode_setting() -> object:
 
 def noise_setting() -> object:
     """The ``dp_noise_multiplier`` field: the noise's standard deviation in clip norms."""
-    return setting(1.0, "Gaussian noise standard deviation, in units of `dp_clip_norm`",
-                   check=at_least(0))
+    return setting(1.0, "Gaussian noise standard deviation, in units of `dp_clip_norm`; 0 "
+                   "with `dp_target_epsilon`: calibrated so that the budget is spent exactly "
+                   "at the last round (each site for its own data with `example`, for the "
+                   "rounds with `client`)", check=at_least(0))
 
 
 def clip_setting() -> object:
@@ -87,9 +89,10 @@ def settings_problem(values: Mapping, name: Namer) -> str | None:
         if target > 0:
             return f"{name('dp_target_epsilon')} needs {name('dp')}=example or client"
         return None
-    if noise <= 0:
-        return (f"{name('dp')}={mode} needs {name('dp_noise_multiplier')} > 0 (without noise "
-                "ε is infinite)")
+    if noise <= 0 and target <= 0:
+        return (f"{name('dp')}={mode} needs {name('dp_noise_multiplier')} > 0, or 0 with "
+                f"{name('dp_target_epsilon')} > 0 to calibrate it (without noise ε is "
+                "infinite)")
     return None
 
 
@@ -100,7 +103,7 @@ def client_budget_problem(values: Mapping, name: Namer) -> str | None:
     """dp=client: a budget below one round's ε could train nothing (checked at start)."""
     target, noise = values["dp_target_epsilon"], values["dp_noise_multiplier"]
     if values["dp"] != "client" or target <= 0 or noise <= 0:
-        return None
+        return None  # a calibrated noise fits the budget by construction
     delta = values["dp_delta"] or default_delta(values["num_clients"])
     one_round = Mechanism(noise).epsilon(1, delta)
     if one_round <= target:
@@ -108,6 +111,31 @@ def client_budget_problem(values: Mapping, name: Namer) -> str | None:
     return (f"{name('dp_target_epsilon')}={target:g} is below one round's ε={one_round:.3g} "
             f"({name('dp_noise_multiplier')}={noise:g}, δ={delta:g}): raise the budget or "
             "the noise")
+
+
+def calibrate(sampling_rate: float, releases: int, target: float, delta: float) -> float:
+    """The smallest noise multiplier (to 0.1 %) with which ``releases`` releases at
+    ``sampling_rate`` spend at most ``target`` at ``delta`` (bisection on the accountant)."""
+    low, high = 0.05, 1000.0
+    if Mechanism(high, sampling_rate).epsilon(releases, delta) > target:
+        raise ValueError(f"no noise multiplier up to {high:g} keeps ε ≤ {target:g} over "
+                         f"{releases} releases")
+    while high / low > 1.001:
+        middle = math.sqrt(low * high)
+        if Mechanism(middle, sampling_rate).epsilon(releases, delta) <= target:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def client_noise(values: Mapping) -> float:
+    """dp=client's noise multiplier: the setting's, or calibrated for every round (0)."""
+    noise = values["dp_noise_multiplier"]
+    if noise > 0 or values["dp"] != "client" or values["dp_target_epsilon"] <= 0:
+        return noise
+    delta = values["dp_delta"] or default_delta(values["num_clients"])
+    return calibrate(1.0, values["rounds"], values["dp_target_epsilon"], delta)
 
 
 def default_delta(units: int) -> float:
@@ -193,7 +221,8 @@ class PrivacyBudget:
     def report(self) -> dict[str, float]:
         """ε, δ and the releases, as update metadata and metrics carry them."""
         return {"epsilon": _finite(self.epsilon), "delta": self.delta,
-                "steps": float(self.spent), "exhausted": float(self.exhausted)}
+                "steps": float(self.spent), "exhausted": float(self.exhausted),
+                "noise_multiplier": self.mechanism.noise_multiplier}
 
 
 def _finite(value: float) -> float:
@@ -208,7 +237,7 @@ def secagg_params(params: SecAggParams, values: Mapping) -> SecAggParams:
     deviations of the whole noise, more than any one share has)."""
     if values["dp"] != "client":
         return params
-    noise_range = values["dp_clip_norm"] * (1 + 6 * values["dp_noise_multiplier"])
+    noise_range = values["dp_clip_norm"] * (1 + 6 * client_noise(values))
     return dataclasses.replace(params, max_examples=1, clip=max(params.clip, noise_range))
 
 
@@ -248,7 +277,7 @@ def adaptive_sum_noise(noise_multiplier: float, num_clients: int) -> float:
 
 
 ADAPTIVE_NAMES = ("dp", "dp_clip_quantile", "dp_noise_multiplier", "num_clients",
-                  "secure_aggregation")
+                  "secure_aggregation", "rounds", "dp_delta", "dp_target_epsilon")
 
 
 def adaptive_problem(values: Mapping, name: Namer) -> str | None:
@@ -258,10 +287,8 @@ def adaptive_problem(values: Mapping, name: Namer) -> str | None:
     if values["dp"] != "client" or values["secure_aggregation"] != "off":
         return (f"{name('dp_clip_quantile')} needs {name('dp')}=client without "
                 f"{name('secure_aggregation')} (the aggregator adapts the clip norm)")
-    if values["dp_noise_multiplier"] <= 0:
-        return None  # settings_problem says it
     try:
-        adaptive_sum_noise(values["dp_noise_multiplier"], values["num_clients"])
+        adaptive_sum_noise(client_noise(values), values["num_clients"])
     except ValueError as exc:
         return f"{name('dp_clip_quantile')}: {exc}"
     return None

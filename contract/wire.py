@@ -43,9 +43,10 @@ META_ARCHITECTURE = "architecture"  # optional on init: the model as Keras JSON 
 META_LOCAL_STEPS = "local_steps"
 META_MOMENTUM = "momentum"
 # An update's differential-privacy report (contract.privacy.PrivacyBudget.report): JSON
-# {"epsilon", "delta", "steps", "exhausted"}, numbers; only with dp=example.
+# {"epsilon", "delta", "steps", "exhausted", "noise_multiplier"}, numbers; only with
+# dp=example.
 META_PRIVACY = "privacy"
-PRIVACY_KEYS = ("epsilon", "delta", "steps", "exhausted")
+PRIVACY_KEYS = ("epsilon", "delta", "steps", "exhausted", "noise_multiplier")
 # Tensors named CONTROL_PREFIX + a model tensor's name are SCAFFOLD control variates: the
 # server's c in served models, the client's change of c_i in updates; reserved in inits.
 CONTROL_PREFIX = "control/"

@@ -118,7 +118,7 @@ def privacy_summary(coordinator: RoundCoordinator) -> dict:
     steps = (ledger.rounds_released if ledger.mode == "client"
              else max(ledger.client_steps.values(), default=0))
     return {"dp_mode": ledger.mode, "epsilon": ledger.epsilon, "delta": ledger.reported_delta,
-            "noise_multiplier": ledger.noise_multiplier, "clip_norm": ledger.clip_norm,
+            "noise_multiplier": ledger.reported_noise, "clip_norm": ledger.clip_norm,
             "steps": steps, "target_epsilon": ledger.target_epsilon,
             "final_version": coordinator.final_version, "stopped": ledger.stopped}
 

@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from contract import privacy
+from contract.settings import values_of
 from server_component.app import create_app
 from server_component.checkpoint import CheckpointError, load_checkpoint
 from server_component.coordinator import RoundCoordinator, format_round
@@ -114,7 +116,8 @@ def build_coordinator(config: AggregatorConfig) -> RoundCoordinator:
         config.num_clients, config.rounds, strategy=parse_strategy(config.strategy),
         min_clients=config.min_clients or None, round_timeout=config.round_timeout or None,
         checkpoint_dir=config.checkpoint_dir or None, secure=config.secagg_params,
-        privacy=RunPrivacy(config.dp, config.dp_noise_multiplier, config.dp_clip_norm,
+        privacy=RunPrivacy(config.dp, privacy.client_noise(values_of(config)),
+                           config.dp_clip_norm,
                            config.dp_delta, config.dp_target_epsilon, config.num_clients,
                            clip_quantile=config.dp_clip_quantile))
     if config.checkpoint_dir:

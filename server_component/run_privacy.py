@@ -36,6 +36,7 @@ class RunPrivacy:
     client_steps: dict[int, int] = field(default_factory=dict)
     client_epsilon: dict[int, float] = field(default_factory=dict)
     client_delta: dict[int, float] = field(default_factory=dict)
+    client_noise: dict[int, float] = field(default_factory=dict)  # calibrated at each site
     exhausted: set[int] = field(default_factory=set)  # in the open round
     rounds_released: int = 0  # client-level: noised sums published
     stopped: str = ""  # why training ended before the last round
@@ -68,6 +69,8 @@ class RunPrivacy:
         self.client_steps[client_id] = max(self.client_steps.get(client_id, 0), steps)
         self.client_epsilon[client_id] = float(report.get("epsilon", 0.0))
         self.client_delta[client_id] = float(report.get("delta", 0.0))
+        if "noise_multiplier" in report:
+            self.client_noise[client_id] = float(report["noise_multiplier"])
         if report.get("exhausted"):
             self.exhausted.add(client_id)
 
@@ -92,13 +95,21 @@ class RunPrivacy:
     def entry(self) -> dict:
         """ε so far, as a round record and the outputs show it."""
         entry = {"mode": self.mode, "epsilon": self.epsilon, "delta": self.reported_delta,
-                 "noise_multiplier": self.noise_multiplier, "clip_norm": self.clip_norm}
+                 "noise_multiplier": self.reported_noise, "clip_norm": self.clip_norm}
         if self.mode == "client":
             entry["rounds"] = self.rounds_released
         else:
             entry["client_epsilon"] = {str(c): e for c, e in sorted(self.client_epsilon.items())}
             entry["client_steps"] = {str(c): s for c, s in sorted(self.client_steps.items())}
         return entry
+
+    @property
+    def reported_noise(self) -> float:
+        """The noise multiplier (example-level: the smallest site's, which may calibrate its
+        own)."""
+        if self.mode == "example" and self.client_noise:
+            return min(self.client_noise.values())
+        return self.noise_multiplier
 
     @property
     def reported_delta(self) -> float:

@@ -139,3 +139,22 @@ def test_the_command_line_refuses_bad_dp_in_one_line(module):
     errors = [line for line in done.stderr.splitlines() if ": error: " in line]
     assert len(errors) == 1 and "--dp-noise-multiplier must be at least 0" in errors[0], errors
     assert done.stderr.rstrip().endswith(errors[0])  # argparse: usage, then the one line
+
+
+def test_calibrated_noise_spends_the_target_exactly():
+    sigma = privacy.calibrate(0.04, 250, 8.0, 1e-5)
+    assert privacy.Mechanism(sigma, 0.04).epsilon(250, 1e-5) <= 8.0
+    assert privacy.Mechanism(sigma * 0.995, 0.04).epsilon(250, 1e-5) > 8.0
+
+
+def test_noise_zero_with_a_target_means_calibrated():
+    values = {"dp": "client", "dp_noise_multiplier": 0.0, "dp_clip_norm": 1.0, "dp_delta": 0.0,
+              "dp_target_epsilon": 4.0, "num_clients": 5, "rounds": 10, "strategy": "fedavg"}
+    assert problems(AggregatorConfig, values) == []
+    sigma = privacy.client_noise(values)
+    delta = privacy.default_delta(5)
+    assert privacy.Mechanism(sigma).epsilon(10, delta) <= 4.0 < privacy.Mechanism(
+        sigma * 0.99).epsilon(10, delta)
+    without_target = {**values, "dp_target_epsilon": 0.0}
+    assert any("or 0 with dp_target_epsilon" in p
+               for p in problems(AggregatorConfig, without_target))

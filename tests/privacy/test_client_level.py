@@ -193,6 +193,7 @@ def test_adaptive_clipping_refusals(values, message):
     from server_component.settings import AggregatorConfig
 
     settings = {"dp": "client", "dp_clip_quantile": 0.5, "dp_noise_multiplier": 1.0,
-                "num_clients": 20, "secure_aggregation": "off", **values}
+                "num_clients": 20, "secure_aggregation": "off", "rounds": 5, "dp_delta": 0.0,
+                "dp_target_epsilon": 0.0, **values}
     assert any(message in p for p in problems(AggregatorConfig, settings)), problems(
         AggregatorConfig, settings)

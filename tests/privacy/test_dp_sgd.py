@@ -132,3 +132,16 @@ def test_a_partial_round_takes_only_the_steps_that_fit():
     assert 0 < budget.spent < learner.private_steps_per_round()
     assert learner.last_local_steps == budget.spent
     assert budget.epsilon <= 2.5 and budget.exhausted
+
+
+def test_a_site_calibrates_its_own_noise_for_the_budget():
+    learner = _learner()
+    learner.with_dp_sgd(DpSgdParams(20, 1.0, 0.0), delta=1e-5, target_epsilon=3.0, rounds=4)
+    budget = learner.privacy_budget
+    sigma = budget.mechanism.noise_multiplier
+    assert learner._dp_sgd.params.noise_multiplier == sigma > 0
+    # Exactly four full rounds fit; the fourth leaves the budget exhausted.
+    for round_ in range(1, 5):
+        assert not budget.exhausted
+        learner.fit(round_)
+    assert budget.spent == 40 and budget.epsilon <= 3.0 and budget.exhausted
