@@ -151,3 +151,22 @@ def test_a_client_refuses_an_aggregator_with_another_dp_mode():
         assert aggregator.coordinator.status().reported == []
     finally:
         aggregator.server.stop()
+
+
+def test_a_spent_budget_ends_a_secure_run_too():
+    # Under secure aggregation the site's ledger travels beside its masked vector.
+    target, rounds = 3.0, 6
+    rates = {0: 0.01, 1: 0.01, 2: 0.03}
+    expected_final = _rounds_within(target, rates[2])
+    aggregator = start_aggregator(3, rounds, coordinator_kwargs={
+        "secure": SecAggParams(3), "privacy": RunPrivacy("example", 1.0, 1.0, 0.0, target, 3)})
+    learners = [BudgetedLearner(c, target, rates[c]) for c in range(3)]
+    try:
+        federate_all(aggregator.url, learners, rounds, TOKEN, dp="example",
+                     dp_target_epsilon=target, logit_adjustment="none",
+                     secure_aggregation="secagg", timeout=180)
+        status = aggregator.coordinator.status()
+    finally:
+        aggregator.server.stop()
+    assert status.final_version == expected_final < rounds
+    assert status.dp_steps == {str(c): learners[c].privacy_budget.spent for c in range(3)}
