@@ -12,7 +12,7 @@ SUBMIT_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: help venv compile run-local test test-fast test-reliability test-k8s k8s-bin lint bench flower-venv \
-	profile bench-quality bench-sweep upload run clean
+	profile bench-quality bench-dp bench-sweep upload run clean
 
 help:
 	@echo "make run-local   set up .venv, compile, run the federated pipeline on this machine"
@@ -24,6 +24,7 @@ help:
 	@echo "make test-k8s KUBECONFIG=... NAMESPACE=...  the k8s tests against a real cluster"
 	@echo "make bench       run the benchmarks (tables + summary lines, ~12 min)"
 	@echo "make bench-quality  federated vs centralized quality on ../shared/data"
+	@echo "make bench-dp       DP-SGD at epsilon 1, 3, 8 against no DP (~15 min)"
 	@echo "make bench-sweep    the label-skew sweep (alphas x clients x seeds, ~1 h)"
 	@echo "make profile     where the aggregator's time goes (py-spy)"
 	@echo "make upload|run  KFP_HOST=http://... : upload the pipeline / start a run"
@@ -106,6 +107,11 @@ QUALITY_DATA ?= ../shared/data/pneumoniamnist.npz
 # The pipeline's own defaults (GroupNorm CNN, SGD with momentum, lr 0.01, logit adjustment).
 QUALITY_TUNING ?=
 QUALITY_FLAGS ?= --clients 5 --rounds 10 --local-epochs 1 --seed 0 $(QUALITY_TUNING)
+# Differential privacy: DP-SGD at epsilon 1, 3, 8 against no DP (README: Differential privacy).
+bench-dp: $(STAMP)
+	$(PY) -m bench.quality --data $(QUALITY_DATA) --clients 5 --rounds 10 --seed 0 \
+		--width 16 --batch-size 64 --learning-rate 0.05 --dp 1,3,8
+
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality --data $(QUALITY_DATA) --partition iid $(QUALITY_FLAGS)
 	$(PY) -m bench.quality --data $(QUALITY_DATA) --partition dirichlet:0.5 $(QUALITY_FLAGS)
