@@ -23,30 +23,22 @@ def _min_clients_in_run(values: Mapping, name: Namer) -> str | None:
             f"1..{name('num_clients')}={clients}, got {minimum}")
 
 
-# Strategies that need only the round's average: they work on the unmasked sum.
-SECURE_STRATEGIES = ("fedavg", "fedavgm", "fedadam")
+# Strategies that need only the round's average: they work on the unmasked sum and on the
+# noised sum of clipped updates.
+AVERAGE_ONLY_STRATEGIES = ("fedavg", "fedavgm", "fedadam")
 
 
-def _strategy_on_masked_inputs(values: Mapping, name: Namer) -> str | None:
-    if values["secure_aggregation"] == "off":
-        return None
-    strategy = values["strategy"].partition(":")[0]
-    if strategy in SECURE_STRATEGIES:
-        return None
-    return (f"{name('strategy')}={values['strategy']} cannot work on masked inputs (it needs "
-            f"each client's update or its step count); with {name('secure_aggregation')}="
-            f"secagg use {', '.join(SECURE_STRATEGIES)}")
-
-
-def _strategy_under_client_dp(values: Mapping, name: Namer) -> str | None:
-    if values["dp"] != "client":
-        return None
-    strategy = values["strategy"].partition(":")[0]
-    if strategy in SECURE_STRATEGIES:
-        return None
-    return (f"{name('strategy')}={values['strategy']} cannot run on clipped, noised updates "
-            f"(its noise is calibrated to one sum); with {name('dp')}=client use "
-            f"{', '.join(SECURE_STRATEGIES)}")
+def _average_only_strategy(setting: str, value: str, why: str) -> CrossCheck:
+    """Refuse a strategy that needs more than the round's average when ``setting`` is
+    ``value``; ``why`` says what it would be given instead."""
+    def check(values: Mapping, name: Namer) -> str | None:
+        if values[setting] != value:
+            return None
+        if values["strategy"].partition(":")[0] in AVERAGE_ONLY_STRATEGIES:
+            return None
+        return (f"{name('strategy')}={values['strategy']} cannot work on {why}; with "
+                f"{name(setting)}={value} use {', '.join(AVERAGE_ONLY_STRATEGIES)}")
+    return CrossCheck((setting, "strategy"), check)
 
 
 @dataclass(frozen=True)
@@ -100,12 +92,14 @@ class AggregatorConfig:
                        task_input=False, report=False)
 
     cross_checks = (CrossCheck(("min_clients", "num_clients"), _min_clients_in_run),
-                    CrossCheck(("secure_aggregation", "strategy"), _strategy_on_masked_inputs),
+                    _average_only_strategy("secure_aggregation", "secagg", "masked inputs (it "
+                                           "needs each client's update or its step count)"),
                     CrossCheck(secagg.CROSS_NAMES, secagg.settings_problem),
                     CrossCheck(privacy.SETTING_NAMES, privacy.settings_problem),
                     CrossCheck(privacy.BUDGET_NAMES, privacy.client_budget_problem),
                     CrossCheck(privacy.ADAPTIVE_NAMES, privacy.adaptive_problem),
-                    CrossCheck(("dp", "strategy"), _strategy_under_client_dp))
+                    _average_only_strategy("dp", "client", "clipped, noised updates (the noise "
+                                           "is calibrated to one sum)"))
 
     @property
     def max_update_bytes(self) -> int:

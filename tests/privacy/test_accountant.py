@@ -123,7 +123,7 @@ def test_dp_example_refuses_losses_built_from_label_counts():
 def test_client_level_dp_refuses_strategies_that_need_each_update():
     values = {"dp": "client", "strategy": "median"}
     [problem] = problems(AggregatorConfig, values)
-    assert "strategy=median cannot run on clipped, noised updates" in problem
+    assert "strategy=median cannot work on clipped, noised updates" in problem
 
 
 @pytest.mark.parametrize("module", ["server_component", "client_component"])
