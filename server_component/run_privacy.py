@@ -129,6 +129,9 @@ class RunPrivacy:
             self.client_epsilon = {int(c): float(e)
                                    for c, e in last["client_epsilon"].items()}
             self.client_delta = dict.fromkeys(self.client_epsilon, float(last["delta"]))
+            # The smallest site's noise multiplier (what the outputs report), for each site.
+            self.client_noise = dict.fromkeys(self.client_epsilon,
+                                              float(last["noise_multiplier"]))
         stop = next((r for r in history if r.privacy.get("stopped")), None)
         if stop is not None:
             self.stopped, self.stopped_after = stop.privacy["stopped"], stop.round

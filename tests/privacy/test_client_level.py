@@ -197,3 +197,18 @@ def test_adaptive_clipping_refusals(values, message):
                 "dp_target_epsilon": 0.0, **values}
     assert any(message in p for p in problems(AggregatorConfig, settings)), problems(
         AggregatorConfig, settings)
+
+
+def test_an_example_level_ledger_is_rebuilt_from_the_round_records():
+    from server_component.checkpoint import RoundRecord
+
+    ledger = RunPrivacy("example", 0.0, 1.0, 0.0, 8.0, 2)  # sites calibrate their noise
+    for cid, (steps, eps, sigma) in enumerate(((40, 2.5, 0.9), (30, 3.1, 1.2))):
+        ledger.note_update(cid, {"steps": steps, "epsilon": eps, "delta": 1e-5,
+                                 "exhausted": 0.0, "noise_multiplier": sigma})
+    record = RoundRecord(1, [0, 1], 20, {}, 1.0, privacy=ledger.close_round(1, 5))
+    again = RunPrivacy("example", 0.0, 1.0, 0.0, 8.0, 2)
+    again.restore([record])
+    assert again.client_steps == {0: 40, 1: 30}
+    assert again.epsilon == 3.1 and again.reported_delta == 1e-5
+    assert again.reported_noise == 0.9  # not the setting's 0
