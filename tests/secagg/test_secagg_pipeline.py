@@ -39,7 +39,7 @@ def _run_with_a_client_killed(runs_dir, *args):
 @pytest.mark.slow
 @pytest.mark.reliability(
     scenario="secure aggregation, a client killed (-9) mid-run, min_clients 4 (compiled YAML)",
-    expected="the rounds without it close with 4 at the deadline, it rejoins after its "
+    expected="a round it misses closes with the other 4 at the deadline, it rejoins after its "
              "retry; the run succeeds; test AUC within 0.005 of the same run in the clear")
 def test_a_secure_run_with_a_client_killed_matches_the_plain_run(tmp_path, observe):
     (tmp_path / "secure").mkdir()
@@ -49,7 +49,10 @@ def test_a_secure_run_with_a_client_killed_matches_the_plain_run(tmp_path, obser
     assert status == 0, output[-5000:]
     assert "event=secagg_unmasked" in (run_dir / "logs" / "aggregator.log").read_text()
     short = [r["round"] for r in rows if r["clients"] == "4"]
-    assert short, rows  # the killed client was missing from at least one round
+    # Whether the retry misses a round depends on how fast it restarts (TensorFlow's import
+    # against the 6 s deadline): a round it missed closed without it, and only without it.
+    assert all(r["missing"] == "4" for r in rows if r["clients"] == "4"), rows
+    assert all(r["clients"] in ("4", "5") for r in rows), rows
     assert "# attempt 2" in (run_dir / "logs" / "client-4.log").read_text()
     status, output, _, plain_rows, plain = _run_with_a_client_killed(tmp_path / "plain")
     assert status == 0, output[-5000:]
