@@ -34,10 +34,12 @@ class ClientResult:
 
 def run_client(config: ClientConfig) -> ClientResult:
     """Load this client's data, build the Keras model, and take part in every round."""
+    from client_component.devices import log_devices
     from client_component.federated_client import federate
     from client_component.keras_learner import KerasLearner
     from client_component.transport import AggregatorClient
 
+    log_devices()
     learner = KerasLearner.from_config(config)
     final = federate(learner, AggregatorClient(config.server, config.token), config)
     return ClientResult(config.client_id, final)

@@ -56,7 +56,9 @@ def compile_pipeline(output: Path, num_clients: int, base_image: str | None = No
     fd, draft = tempfile.mkstemp(suffix=".yaml", dir=output.parent)
     os.close(fd)
     try:
-        compiler.Compiler().compile(build_pipeline(num_clients), package_path=draft)
+        # The client pods' image is the run parameter client_image; this sets its default.
+        compiler.Compiler().compile(build_pipeline(num_clients, client_image or base_image),
+                                    package_path=draft)
         check_compiled(Path(draft))
         os.replace(draft, output)
     finally:

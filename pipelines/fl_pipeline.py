@@ -42,6 +42,9 @@ DEFAULT_NUM_CLIENTS = 5
 CLIENT_RETRIES = 2
 AGGREGATOR_RETRIES = 2
 CHECKPOINT_MOUNT = "/fl/checkpoint"
+# The run parameters (pipelines.deployment) that make up a client pod's image and resources.
+CLIENT_POD_PARAMETERS = ("client_image", "client_cpu_request", "client_memory_request",
+                         "client_accelerator_type", "client_accelerator_count")
 DATA_MOUNT = "/fl/data"
 
 
@@ -77,10 +80,19 @@ def _with_run_identity(task: dsl.PipelineTask) -> dsl.PipelineTask:
     return task.set_caching_options(False)
 
 
-def _client_task(arguments: dict) -> dsl.PipelineTask:
+def _client_task(arguments: dict, p: dict[str, PipelineParameterChannel]) -> dsl.PipelineTask:
     worker = _with_run_identity(client(**arguments)).set_display_name("client")
     worker.set_retry(CLIENT_RETRIES, "10s")
-    worker.set_cpu_request("1").set_memory_request("2Gi")
+    # Resolved by the KFP driver when the pod starts (backend 2.4+): an empty accelerator
+    # type asks for none, whatever the count.
+    pod = [p[name] for name in CLIENT_POD_PARAMETERS]
+    image, cpu, memory, accelerator, count = pod
+    worker.set_container_image(image).set_cpu_request(cpu).set_memory_request(memory)
+    worker.set_accelerator_type(accelerator).set_accelerator_limit(count)
+    # The SDK passes only the image's channel down through the ParallelFor and dsl.If DAGs;
+    # without the others the client's driver fails: "parent DAG does not have input
+    # parameter pipelinechannel--client_cpu_request".
+    worker.register_pipeline_channels(pod)
     kubernetes.add_pod_label(worker, ROLE_LABEL, CLIENT_ROLE)
     return worker
 
@@ -108,16 +120,20 @@ def _federated_run(p: dict[str, PipelineParameterChannel]) -> None:
                                             credential=credential)
             # A data volume is optional, and mounting an empty claim name would fail.
             with dsl.If(p["data_pvc"] != "", name="with-data-volume"):
-                worker = _client_task(arguments)
+                worker = _client_task(arguments, p)
                 kubernetes.mount_pvc(worker, pvc_name=p["data_pvc"], mount_path=DATA_MOUNT)
             with dsl.Else(name="without-data-volume"):
-                _client_task(arguments)
+                _client_task(arguments, p)
 
 
-def build_pipeline(num_clients_default: int = DEFAULT_NUM_CLIENTS):
-    """The pipeline with ``num_clients`` defaulting to ``num_clients_default``; its
-    parameters are the settings of ``pipelines.parameters.PIPELINE_SETTINGS``."""
-    parameters = pipeline_parameters(num_clients_default)
+def build_pipeline(num_clients_default: int = DEFAULT_NUM_CLIENTS,
+                   client_image_default: str | None = None):
+    """The pipeline with ``num_clients`` defaulting to ``num_clients_default`` (and
+    ``client_image`` to ``client_image_default`` when given); its parameters are the
+    settings of ``pipelines.parameters.PIPELINE_SETTINGS``."""
+    parameters = pipeline_parameters(
+        num_clients_default, {"client_image": client_image_default} if client_image_default
+        else None)
 
     def federated_learning(*channels: PipelineParameterChannel) -> None:
         _federated_run({p.name: channel for p, channel in zip(parameters, channels,

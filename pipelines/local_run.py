@@ -40,6 +40,7 @@ from pipelines.kfp_driver import (
     resolve_task_inputs,
     root_inputs,
 )
+from pipelines.kfp_pod_patch import pod_patch
 from pipelines.live_status import LiveStatus
 from pipelines.local_conditions import ConditionError, evaluate_condition
 from pipelines.local_tasks import (
@@ -214,9 +215,14 @@ class LocalRunner:
                 .get("parameters", {}))
         else:
             container = self.spec["deploymentSpec"]["executors"][label]["container"]
+            try:
+                pod = pod_patch(container, params)
+            except DriverError as exc:
+                raise DriverError(f"driver of task {name} failed: {exc}") from None
             retries = int(task.get("retryPolicy", {}).get("maxRetryCount", 0))
             result = run_container_task(name, container, component, values, env, ctx, retries,
-                                        exit_task=is_exit_task(task), input_artifacts=artifacts)
+                                        exit_task=is_exit_task(task), input_artifacts=artifacts,
+                                        pod=pod.describe())
         with self._outputs_lock:
             self._outputs[name] = result
         return result

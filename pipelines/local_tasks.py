@@ -114,15 +114,20 @@ def field_path_env(platform_executor: Mapping[str, Any], run_id: str,
 def run_container_task(name: str, container: Mapping[str, Any], component: Mapping[str, Any],
                        parameters: Mapping[str, Any], env: Mapping[str, str],
                        ctx: TaskContext, retries: int = 0, exit_task: bool = False,
-                       input_artifacts: Mapping[str, dict] | None = None) -> dict[str, Any]:
+                       input_artifacts: Mapping[str, dict] | None = None,
+                       pod: str = "") -> dict[str, Any]:
     """Run the task (retrying like KFP's retry policy); its output parameters and artifacts.
-    After a failure cancelled the run, only an exit task still starts."""
+    After a failure cancelled the run, only an exit task still starts. ``pod`` (what the pod
+    would ask for) heads the log."""
     task_dir = ctx.run_dir / name
     exec_input = executor_input(parameters, component, task_dir, input_artifacts)
     for art in exec_input["outputs"]["artifacts"].values():
         Path(art["artifacts"][0]["uri"]).parent.mkdir(parents=True, exist_ok=True)
     log_path = ctx.run_dir / "logs" / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if pod:
+        with log_path.open("a") as log:
+            log.write(f"# pod: {pod}\n")
     for attempt in range(retries + 1):
         exit_code = _run_process(name, prepare_command(container, exec_input), env, ctx,
                                  log_path, attempt, cancellable=not exit_task)

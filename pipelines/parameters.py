@@ -32,17 +32,18 @@ class Parameter:
     settings: tuple[tuple[type, Setting], ...]
 
 
-def pipeline_parameters(num_clients_default: int) -> list[Parameter]:
+def pipeline_parameters(num_clients_default: int,
+                        compile_defaults: Mapping[str, Any] | None = None) -> list[Parameter]:
     """Every setting a user sets per run, once each: the runtimes' settings that the
-    pipeline does not wire itself, with their defaults (``num_clients``: the compile-time
-    one)."""
+    pipeline does not wire itself, with their defaults (``num_clients`` and those named in
+    ``compile_defaults``: the compile-time ones)."""
+    chosen = {"num_clients": num_clients_default, **(compile_defaults or {})}
     found: dict[str, Parameter] = {}
     for cls in PIPELINE_SETTINGS:
         for item in settings_of(cls):
             if item.spec.wired:
                 continue
-            default = (num_clients_default if item.parameter == "num_clients"
-                       else item.parameter_default)
+            default = chosen.get(item.parameter, item.parameter_default)
             known = found.get(item.parameter)
             if known is None:
                 found[item.parameter] = Parameter(item.parameter, item.type, default,

@@ -40,6 +40,12 @@ BAD = [
     ("dp_delta=1", "dp_delta must be in [0, 1)"),
     ("dp_target_epsilon=3", "dp_target_epsilon needs dp=example or client"),
     ("dp=example", "dp=example needs logit_adjustment=none"),
+    ("client_cpu_request=two", "client_cpu_request 'two' is not a CPU amount"),
+    ("client_memory_request=2GB", "client_memory_request '2GB' is not a Kubernetes quantity"),
+    ("client_accelerator_type=gpu", "client_accelerator_type 'gpu' is not a Kubernetes "
+                                    "extended resource name"),
+    ("client_accelerator_count=1.5", "client_accelerator_count '1.5' must be a whole number"),
+    ("client_image=", "client_image '' is not an image reference"),
 ]
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from components.runtime import TENSORFLOW_IMAGE
 from contract import wire
 from tests.server.test_report import check_in_browser
 from tests.support.paths import REPO_ROOT
@@ -100,6 +101,30 @@ def test_three_clients_two_rounds_end_to_end(tmp_path):
     assert {"aggregator.log", "client-0.log", "client-1.log", "client-2.log",
             "client-credentials.log"} <= logs
     assert f"outputs in {run_dir}/" in out
+    # What each pod would ask for (KFP driver rules), and the devices TensorFlow used.
+    client_log = (run_dir / "logs" / "client-0.log").read_text()
+    assert client_log.startswith(f"# pod: image {TENSORFLOW_IMAGE}; requests cpu=1 "
+                                 "memory=2Gi; limits none\n")
+    assert "TensorFlow devices: CPU:0 (training on CPU)" in client_log
+    assert (run_dir / "logs" / "aggregator.log").read_text().startswith(
+        "# pod: image python:3.11-slim; requests cpu=500m memory=1Gi; limits none\n")
+
+
+@pytest.mark.slow
+def test_gpu_client_parameters_reach_the_pod_and_the_client_says_where_it_trains(tmp_path):
+    # No GPU here: the pod spec the driver would build asks for one, the client trains on
+    # the CPU and says so (on a GPU node with the -gpu image it would say GPU:0).
+    result = local_run(tmp_path, "--arg", "num_clients=2", "--arg", "rounds=1",
+                       "--arg", "client_accelerator_type=nvidia.com/gpu",
+                       "--arg", "client_accelerator_count=2",
+                       "--arg", "client_cpu_request=500m", "--arg", "client_memory_request=3Gi")
+    assert result.returncode == 0, result.stdout + result.stderr
+    [run_dir] = list(tmp_path.iterdir())
+    for client in ("client-0", "client-1"):
+        log = (run_dir / "logs" / f"{client}.log").read_text()
+        assert log.startswith(f"# pod: image {TENSORFLOW_IMAGE}; requests cpu=500m "
+                              "memory=3Gi; limits nvidia.com/gpu=2\n"), log[:200]
+        assert "TensorFlow devices: CPU:0 (training on CPU)" in log
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """The compiled pipeline: fresh, hermetic, strictly valid IR, and shaped as designed."""
 
+import re
 import subprocess
 import sys
 
@@ -18,6 +19,8 @@ from components.runtime import (
     TENSORFLOW_IMAGE,
 )
 from pipelines.compile import compile_pipeline
+from pipelines.fl_pipeline import CLIENT_POD_PARAMETERS
+from pipelines.kfp_pod_patch import pod_patch
 from tests.support.paths import REPO_ROOT
 
 COMMITTED = REPO_ROOT / "compiled" / "fl_pipeline.yaml"
@@ -65,7 +68,10 @@ def test_pipeline_parameters_and_runtime_num_clients(compiled):
                            "secagg_clip", "secagg_max_examples",
                            # differential privacy (issue 17), shared the same way
                            "dp", "dp_noise_multiplier", "dp_clip_norm", "dp_delta",
-                           "dp_target_epsilon", "dp_clip_quantile"}
+                           "dp_target_epsilon", "dp_clip_quantile",
+                           # the client pods' image and resources (issue 18, GPU clients)
+                           "client_image", "client_cpu_request", "client_memory_request",
+                           "client_accelerator_type", "client_accelerator_count"}
     assert params["num_clients"]["defaultValue"] == 5
     # num_clients reaches the fan-out as a parameter: changing it needs no recompile.
     fan_out = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["client-credentials"]
@@ -165,14 +171,63 @@ def test_run_identity_comes_from_the_pod_and_roles_from_static_labels(compiled):
 def test_hermetic_stock_images_and_runtime_installs(compiled):
     ir, _ = compiled
     executors = ir["deploymentSpec"]["executors"]
-    assert executors["exec-client"]["container"]["image"] == TENSORFLOW_IMAGE
+    params = ir["root"]["inputDefinitions"]["parameters"]
+    assert executors["exec-client"]["container"]["image"] == (
+        "{{$.inputs.parameters['pipelinechannel--client_image']}}")
+    assert params["client_image"]["defaultValue"] == TENSORFLOW_IMAGE
     for name in ("exec-aggregator", "exec-create-service", "exec-create-checkpoint-volume",
                  "exec-delete-service", "exec-client-credentials"):
         assert executors[name]["container"]["image"] == PYTHON_IMAGE
     pip_line = executors["exec-client"]["container"]["command"][2]
     assert all(f"'{p}'" in pip_line for p in CLIENT_PACKAGES)
-    resources = executors["exec-client"]["container"]["resources"]
-    assert resources["resourceCpuRequest"] == "1" and resources["resourceMemoryRequest"] == "2Gi"
+
+
+def client_inputs(ir, **arguments):
+    """The pod-spec inputs a client task's driver sees for a run with ``arguments``."""
+    params = ir["root"]["inputDefinitions"]["parameters"]
+    return {f"pipelinechannel--{name}": arguments.get(name, params[name]["defaultValue"])
+            for name in CLIENT_POD_PARAMETERS}
+
+
+def test_client_resources_are_run_parameters_the_driver_resolves(compiled):
+    ir, _ = compiled
+    params = ir["root"]["inputDefinitions"]["parameters"]
+    # STRING, since the driver reads them with GetStringValue(): a NUMBER count reads as "".
+    assert all(params[name]["parameterType"] == "STRING" for name in CLIENT_POD_PARAMETERS)
+    executors = ir["deploymentSpec"]["executors"]
+    containers = [executors[label]["container"] for label in ("exec-client", "exec-client-2")]
+    assert containers[0] == containers[1]  # the branches with and without a data volume
+    container = containers[0]
+    assert container["resources"] == {
+        "resourceCpuRequest": "{{$.inputs.parameters['pipelinechannel--client_cpu_request']}}",
+        "resourceMemoryRequest":
+            "{{$.inputs.parameters['pipelinechannel--client_memory_request']}}",
+        "accelerator": {
+            "resourceType": "{{$.inputs.parameters['pipelinechannel--client_accelerator_type']}}",
+            "resourceCount":
+                "{{$.inputs.parameters['pipelinechannel--client_accelerator_count']}}"}}
+    default = pod_patch(container, client_inputs(ir))
+    assert (default.image, default.requests, default.limits) == (
+        TENSORFLOW_IMAGE, {"cpu": "1", "memory": "2Gi"}, {})
+    gpu = pod_patch(container, client_inputs(
+        ir, client_image=TENSORFLOW_IMAGE + "-gpu", client_cpu_request="4",
+        client_memory_request="16Gi", client_accelerator_type="nvidia.com/gpu",
+        client_accelerator_count="2"))
+    assert (gpu.image, gpu.requests, gpu.limits) == (
+        TENSORFLOW_IMAGE + "-gpu", {"cpu": "4", "memory": "16Gi"}, {"nvidia.com/gpu": "2"})
+
+
+def test_every_client_task_carries_the_pod_inputs_its_driver_resolves(compiled):
+    ir, _ = compiled
+    branches = [task for component in ir["components"].values()
+                for task in component.get("dag", {}).get("tasks", {}).values()
+                if re.fullmatch(r"comp-client(-\d+)?", task["componentRef"]["name"])]
+    assert len(branches) == 2  # with and without a data volume
+    for task in branches:
+        inputs = task["inputs"]["parameters"]
+        assert all(inputs[f"pipelinechannel--{name}"] == {
+            "componentInputParameter": f"pipelinechannel--{name}"}
+            for name in CLIENT_POD_PARAMETERS)
 
 
 def test_embedded_packages_are_exactly_the_code_the_tests_import():
@@ -233,7 +288,11 @@ def test_base_image_override(tmp_path):
                    capture_output=True)
     ir, _ = load(out)
     images = {e["container"]["image"] for e in ir["deploymentSpec"]["executors"].values()}
-    assert images == {"registry.example/fl:1"}
+    # The client's image is the run parameter client_image, whose default --base-image sets.
+    assert images == {"registry.example/fl:1",
+                      "{{$.inputs.parameters['pipelinechannel--client_image']}}"}
+    client_image = ir["root"]["inputDefinitions"]["parameters"]["client_image"]
+    assert client_image["defaultValue"] == "registry.example/fl:1"
 
 
 def test_runtime_installs_match_the_tested_versions():
