@@ -5,7 +5,12 @@ from kfp.dsl import Input, Model, Output
 from client_component.settings import ClientConfig
 from components.embedding import runtime_component
 from components.from_settings import settings_function
-from components.runtime import CLIENT_PACKAGES, PYTHON_IMAGE, TENSORFLOW_IMAGE
+from components.runtime import (
+    CLIENT_PACKAGES,
+    EXPORT_PACKAGES,
+    PYTHON_IMAGE,
+    TENSORFLOW_IMAGE,
+)
 
 
 @runtime_component(["contract"], base_image=PYTHON_IMAGE)
@@ -31,11 +36,12 @@ client = runtime_component(["client_component", "contract"], base_image=TENSORFL
 
 
 @runtime_component(["client_component", "contract"], base_image=TENSORFLOW_IMAGE,
-                   packages_to_install=CLIENT_PACKAGES)
-def export_model(final_model: Input[Model], keras_model: Output[Model]):
+                   packages_to_install=EXPORT_PACKAGES)
+def export_model(final_model: Input[Model], keras_model: Output[Model],
+                 mlflow_tracking_uri: str = ""):
     """The final global model as a Keras ``model.keras`` (the architecture a client registered
-    with its init, the aggregator's final weights), beside the raw safetensors weights."""
-    from client_component.export import export_keras
+    with its init, the aggregator's final weights), beside the raw safetensors weights; with
+    MLflow tracking on, also an MLflow model in the aggregator's MLflow run."""
+    from client_component.export import run_export_task
 
-    metadata = export_keras(final_model.path, keras_model.path)
-    keras_model.metadata.update({**final_model.metadata, **metadata})
+    run_export_task(final_model, keras_model, mlflow_tracking_uri)

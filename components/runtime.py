@@ -20,6 +20,9 @@ SERVER_PACKAGES = [
     # Differential privacy (contract.privacy): the RDP accountant.
     "dp-accounting>=0.6,<0.7",
 ]
+# Experiment tracking (optional at run time, mlflow_tracking_uri): the client library only.
+TRACKING_PACKAGES = ["mlflow-skinny>=3.5,<4"]
+SERVER_PACKAGES += TRACKING_PACKAGES
 SERVICE_PACKAGES = ["kubernetes>=30,<31"]
 CLIENT_PACKAGES = [
     "requests>=2.31,<3",
@@ -31,3 +34,5 @@ CLIENT_PACKAGES = [
     "pandas>=2.1,<3",
     "pillow>=10,<13",
 ]
+# The export task also logs model.keras into the run's MLflow run.
+EXPORT_PACKAGES = CLIENT_PACKAGES + TRACKING_PACKAGES

@@ -110,7 +110,9 @@ def _federated_run(p: dict[str, PipelineParameterChannel]) -> None:
         server.set_cpu_request("500m").set_memory_request("1Gi")
         kubernetes.add_pod_label(server, ROLE_LABEL, AGGREGATOR_ROLE)
         kubernetes.mount_pvc(server, pvc_name=volume.output, mount_path=CHECKPOINT_MOUNT)
-        exported = _with_run_identity(export_model(final_model=server.outputs["final_model"]))
+        exported = _with_run_identity(export_model(
+            final_model=server.outputs["final_model"],
+            mlflow_tracking_uri=p["mlflow_tracking_uri"]))
         exported.set_display_name("export-model").set_memory_request("2Gi")
         credentials = client_credentials(num_clients=p["num_clients"],
                                          run_token=service.outputs["token"])

@@ -33,6 +33,7 @@ from pipelines.parameters import (
     typed_arguments,
     with_defaults,
 )
+from pipelines.tracked_epsilon import budget, private, spent_epsilons
 
 DEFAULT_PACKAGE = Path("compiled/fl_pipeline.yaml")
 FINAL_OK = "SUCCEEDED"
@@ -82,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="recent runs: state, duration, key parameters")
     listing.add_argument("--limit", type=int, default=10)
     listing.add_argument("--experiment", default=None, help="only this experiment's runs")
+    listing.add_argument("--mlflow-uri", default=None,
+                         help="MLflow tracking server to read each private run's spent ε from "
+                         "(default: the mlflow_tracking_uri the run was given; e.g. a "
+                         "port-forward of the in-cluster server)")
     return p
 
 
@@ -218,34 +223,42 @@ def list_runs(client, args: argparse.Namespace) -> int:
                                               namespace=args.namespace).experiment_id
     response = client.list_runs(page_size=args.limit, sort_by="created_at desc",
                                 experiment_id=experiment_id, namespace=args.namespace)
-    rows = [_run_row(r) for r in (response.runs or [])]
-    header = ("run id", "name", "state", "created", "duration", "ε budget", "key parameters")
+    runs = response.runs or []
+    parameters = {r.run_id: _parameters(r) for r in runs}
+    spent, notes = spent_epsilons(parameters, args.mlflow_uri)
+    rows = [_run_row(r, parameters[r.run_id], spent.get(r.run_id)) for r in runs]
+    header = ("run id", "name", "state", "created", "duration", "ε spent (budget)",
+              "key parameters")
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
     for row in (header, *rows):
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     if not rows:
         print("(no runs)")
+    for note in notes:
+        print(f"note: {note}")
     return 0
 
 
-def _run_row(r) -> tuple[str, ...]:
-    params = (r.runtime_config.parameters if r.runtime_config else None) or {}
+def _parameters(api_run) -> dict:
+    return dict((api_run.runtime_config.parameters if api_run.runtime_config else None) or {})
+
+
+def _run_row(r, params: dict, spent: float | None) -> tuple[str, ...]:
     key = " ".join(f"{k}={params[k]}" for k in KEY_PARAMETERS if k in params)
     created, finished = r.created_at, r.finished_at
     ended = finished is not None and finished.year > 1970  # unset times come back as 1970
     duration = f"{(finished - created).total_seconds():.0f} s" if ended and created else "-"
     return (r.run_id, r.display_name or "-", _state(r),
             created.strftime("%Y-%m-%d %H:%M") if created else "-", duration,
-            _epsilon_budget(params), key or "-")
+            _epsilon_cell(params, spent), key or "-")
 
 
-def _epsilon_budget(params: dict) -> str:
-    """The run's privacy budget from its parameters: "≤ 8" (ε never exceeds it), "uncapped" (DP on
-    without a budget: ε is in the run's Metrics artifact), "-" (no differential privacy)."""
-    if params.get("dp", "off") in ("off", None):
+def _epsilon_cell(params: dict, spent: float | None) -> str:
+    """"7.69 (≤ 8)": the ε the run spent (from MLflow) and its budget; "? (≤ 8)" when the
+    run was not tracked or its tracking server was not readable; "-" without DP."""
+    if not private(params):
         return "-"
-    target = float(params.get("dp_target_epsilon") or 0)
-    return f"≤ {target:g}" if target > 0 else "uncapped"
+    return f"{'?' if spent is None else format(spent, '.3g')} ({budget(params)})"
 
 
 def _state(api_run) -> str:

@@ -87,6 +87,8 @@ class RoundCoordinator(SecureStagesMixin):
         self.history: list[RoundRecord] = []
         self.run_info = RunInfo()  # what the clients said about themselves (informative)
         self.counters = Counters()
+        # Called with each closed round's record, under the lock: they must not block.
+        self.round_listeners: list[Callable[[RoundRecord], None]] = []
 
     @property
     def config(self) -> dict[str, str | int]:
@@ -380,6 +382,8 @@ class RoundCoordinator(SecureStagesMixin):
         self.history.append(record)
         closed = self.counters.round_closed()
         self._checkpoint()
+        for listener in self.round_listeners:
+            listener(record)
         elapsed = self.elapsed_s
         eta = elapsed / closed * (self.rounds - record.round)
         log.info("event=round_closed %s elapsed_s=%.1f eta_s=%.1f",

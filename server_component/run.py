@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from contract import privacy
-from contract.settings import values_of
+from contract.file_names import CLIENT_METRICS, FINAL_WEIGHTS, REPORT, ROUND_METRICS, SUMMARY
+from contract.settings import settings_of, values_of
 from server_component.app import create_app
 from server_component.checkpoint import CheckpointError, load_checkpoint
 from server_component.coordinator import RoundCoordinator, format_round
@@ -26,6 +28,7 @@ from server_component.run_privacy import RunPrivacy
 from server_component.serve import AggregatorServer
 from server_component.settings import AggregatorConfig
 from server_component.strategies import parse_strategy
+from server_component.tracking import RunTracker
 
 log = logging.getLogger("server_component")
 FAILURE_LINGER_S = 30.0  # keep answering 410 for a while so clients learn the run failed
@@ -53,6 +56,7 @@ class AggregatorResult:
     summary: dict = field(default_factory=dict)  # as written beside the final weights
     evaluation: dict | None = None  # summed confusion matrix and ROC (EvaluationCounts)
     exit_code: int = EXIT_OK
+    mlflow_run_id: str = ""  # the MLflow run it was tracked in, when tracking worked
 
     def __post_init__(self) -> None:
         if self.failure and self.exit_code == EXIT_OK:
@@ -79,6 +83,7 @@ def run_aggregator(config: AggregatorConfig, outputs: OutputPaths | None = None
     log.info("event=start run_id=%s num_clients=%d rounds=%d min_clients=%d strategy=%s",
              os.environ.get("KFP_RUN_ID", "-"), config.num_clients, config.rounds,
              coordinator.min_clients, coordinator.strategy.name)
+    tracker = start_tracking(config, coordinator)
     _serve_until_complete(config, coordinator)
     for record in coordinator.history:
         log.info("event=summary %s", format_round(record, config.rounds))
@@ -90,8 +95,49 @@ def run_aggregator(config: AggregatorConfig, outputs: OutputPaths | None = None
         log.error("event=failed %s", coordinator.failure)
     else:
         log.info("event=finished final_metrics=%s", coordinator.final_metrics())
-    return AggregatorResult(coordinator.failure, summary,
-                            counts.to_json() if counts is not None else None)
+    result = AggregatorResult(coordinator.failure, summary,
+                              counts.to_json() if counts is not None else None)
+    if tracker is not None:
+        finish_tracking(tracker, result, coordinator, outputs)
+        result.mlflow_run_id = tracker.run_id if tracker.active else ""
+    return result
+
+
+def start_tracking(config: AggregatorConfig, coordinator: RoundCoordinator
+                   ) -> RunTracker | None:
+    """The run's MLflow tracker, listening to every closed round; None when tracking is off
+    or its server cannot be used (said in one line)."""
+    if not config.mlflow_tracking_uri:
+        return None
+    # Outside KFP each run is its own MLflow run (a restarted CLI aggregator starts a new one).
+    run_id = os.environ.get("KFP_RUN_ID") or f"local-{uuid.uuid4().hex[:12]}"
+    tracker = RunTracker(config.mlflow_tracking_uri, config.mlflow_experiment, run_id,
+                         os.environ.get("KFP_NAMESPACE", ""))
+    if not tracker.start(tracked_parameters(config)):
+        return None
+    for record in coordinator.history:  # resumed rounds the MLflow run may lack
+        tracker.round_closed(record)
+    coordinator.round_listeners.append(tracker.round_closed)
+    return tracker
+
+
+def tracked_parameters(config: AggregatorConfig) -> dict[str, Any]:
+    """The aggregator settings an MLflow run records: what a user chose, never a secret or
+    what the pipeline wires."""
+    return {item.name: getattr(config, item.name) for item in settings_of(AggregatorConfig)
+            if not item.spec.secret and not item.spec.wired}
+
+
+def finish_tracking(tracker: RunTracker, result: AggregatorResult,
+                    coordinator: RoundCoordinator, outputs: OutputPaths | None) -> None:
+    """The end of the MLflow run: final metrics, the clients' settings, the output files."""
+    files = {} if outputs is None else {
+        FINAL_WEIGHTS: outputs.model_dir / FINAL_WEIGHTS, SUMMARY: outputs.model_dir / SUMMARY,
+        REPORT: outputs.report, ROUND_METRICS: outputs.round_metrics,
+        CLIENT_METRICS: outputs.client_metrics}
+    client_settings = {f"client.{k}": v for k, v in coordinator.run_info.client_settings.items()}
+    tracker.finish(result.metrics, client_settings, files, coordinator.final_version,
+                   result.failure)
 
 
 def run_logged(config: AggregatorConfig, outputs: OutputPaths | None = None

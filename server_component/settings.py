@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from contract import privacy
 from contract.secagg import params as secagg
 from contract.settings import CrossCheck, Namer, at_least, in_range, parses, setting, values_of
+from contract.tracking import DEFAULT_EXPERIMENT
+from server_component import tracking
 from server_component.strategies import STRATEGIES, StrategyError, parse_strategy
 
 DEFAULT_MAX_UPDATE_MB = 1024.0
@@ -75,6 +77,14 @@ class AggregatorConfig:
     dp_delta: float = privacy.delta_setting()
     dp_target_epsilon: float = privacy.target_setting()
     dp_clip_quantile: float = privacy.quantile_setting()
+    # Experiment tracking (server_component.tracking)
+    mlflow_tracking_uri: str = setting(
+        "", "MLflow tracking server (e.g. http://mlflow.mlflow.svc:5000): the run's settings, "
+        "per-round and final metrics, report and weights go to one MLflow run tagged "
+        "kfp_run_id, and the exported model.keras as an MLflow model; empty: off",
+        check=tracking.tracking_uri_problem)
+    mlflow_experiment: str = setting(DEFAULT_EXPERIMENT, "MLflow experiment of the runs "
+                                     "(created when missing)", check=tracking.experiment_problem)
     # Where: the pipeline wires these (the pod's address, the Service port, the run's token,
     # the checkpoint volume, the output artifacts).
     host: str = setting("0.0.0.0", "bind address", wired=True, task_input=False)

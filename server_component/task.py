@@ -75,6 +75,8 @@ def export(result: AggregatorResult, model: FileArtifact, metrics: MetricsArtifa
     for name, value in result.metrics.items():
         metrics.log_metric(name, value)
     model.metadata.update(model_metadata(result.summary))
+    if result.mlflow_run_id:  # the export task logs model.keras into the same MLflow run
+        model.metadata["mlflow_run_id"] = result.mlflow_run_id
     if result.evaluation:
         matrix = result.evaluation["confusion_matrix"]
         classification.log_confusion_matrix(matrix["categories"], matrix["matrix"])

@@ -44,3 +44,37 @@ def test_missing_or_mismatched_inputs_are_clear_errors(tmp_path):
     (source / MODEL_ARCHITECTURE).unlink()
     with pytest.raises(ExportError, match=f"{MODEL_ARCHITECTURE} is missing"):
         export_keras(source, tmp_path / "out")
+
+
+class Artifact:
+    """What KFP hands a component for an artifact: a path and a metadata dict."""
+
+    def __init__(self, path, metadata=None):
+        self.path, self.metadata = str(path), dict(metadata or {})
+
+
+def test_an_unreachable_mlflow_costs_the_export_one_line_not_the_model(tmp_path, capsys):
+    from client_component.export import run_export_task
+    from tests.support.live_aggregator import free_port
+
+    model = build_model((30,), 2, "table", ModelConfig("mlp"), seed=0)
+    source = Artifact(aggregator_outputs(tmp_path / "final_model", model),
+                      {"mlflow_run_id": "0123456789abcdef", "rounds": 3})
+    target = Artifact(tmp_path / "keras_model")
+    run_export_task(source, target, f"http://127.0.0.1:{free_port()}")
+    assert (tmp_path / "keras_model" / KERAS_FILE).is_file()
+    assert target.metadata["rounds"] == 3 and "mlflow_model_uri" not in target.metadata
+    lines = [line for line in capsys.readouterr().out.splitlines() if "MLflow" in line]
+    assert len(lines) == 1 and lines[0].startswith("export: MLflow tracking unavailable (")
+    assert lines[0].endswith("model.keras is in the KFP artifact only")
+
+
+def test_without_tracking_the_export_never_touches_mlflow(tmp_path, capsys):
+    from client_component.export import run_export_task
+
+    model = build_model((30,), 2, "table", ModelConfig("mlp"), seed=0)
+    source = Artifact(aggregator_outputs(tmp_path / "final_model", model))
+    target = Artifact(tmp_path / "keras_model")
+    run_export_task(source, target, "")
+    assert (tmp_path / "keras_model" / KERAS_FILE).is_file()
+    assert "MLflow" not in capsys.readouterr().out

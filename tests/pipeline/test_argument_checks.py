@@ -46,6 +46,9 @@ BAD = [
                                     "extended resource name"),
     ("client_accelerator_count=1.5", "client_accelerator_count '1.5' must be a whole number"),
     ("client_image=", "client_image '' is not an image reference"),
+    ("mlflow_tracking_uri=mlflow:5000", "mlflow_tracking_uri 'mlflow:5000' is not an MLflow "
+                                        "tracking URI"),
+    ("mlflow_experiment= ", "mlflow_experiment must name an MLflow experiment"),
 ]
 
 

@@ -13,6 +13,7 @@ from components import aggregator, client, service
 from components.embedding import embedded_files
 from components.runtime import (
     CLIENT_PACKAGES,
+    EXPORT_PACKAGES,
     PYTHON_IMAGE,
     SERVER_PACKAGES,
     SERVICE_PACKAGES,
@@ -71,7 +72,9 @@ def test_pipeline_parameters_and_runtime_num_clients(compiled):
                            "dp_target_epsilon", "dp_clip_quantile",
                            # the client pods' image and resources (issue 18, GPU clients)
                            "client_image", "client_cpu_request", "client_memory_request",
-                           "client_accelerator_type", "client_accelerator_count"}
+                           "client_accelerator_type", "client_accelerator_count",
+                           # experiment tracking (issue 18)
+                           "mlflow_tracking_uri", "mlflow_experiment"}
     assert params["num_clients"]["defaultValue"] == 5
     # num_clients reaches the fan-out as a parameter: changing it needs no recompile.
     fan_out = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["client-credentials"]
@@ -300,28 +303,31 @@ def test_runtime_installs_match_the_tested_versions():
 
     from packaging.requirements import Requirement
 
-    for spec in SERVER_PACKAGES + SERVICE_PACKAGES + CLIENT_PACKAGES:
+    for spec in SERVER_PACKAGES + SERVICE_PACKAGES + EXPORT_PACKAGES:
         requirement = Requirement(spec)
         assert requirement.specifier.contains(version(requirement.name)), spec
 
 
 # What the component images already hold (python:3.11-slim: the standard library only;
 # tensorflow/tensorflow: TensorFlow with Keras and numpy).
-IMAGE_PROVIDES = {"aggregator": set(), "client": {"tensorflow", "keras", "numpy"}}
+IMAGE_PROVIDES = {"aggregator": set(), "client": {"tensorflow", "keras", "numpy"},
+                  "export-model": {"tensorflow", "keras", "numpy"}}
 # Installed with a package a component names: flask brings werkzeug, requests brings urllib3.
 TRANSITIVE = {"werkzeug": "flask", "urllib3": "requests"}
-# The service tasks (SERVICE_PACKAGES), not the aggregator, run server_component.k8s_objects.
-SERVICE_ONLY = {"k8s_objects.py"}
+# Modules that only another task runs: the service tasks (SERVICE_PACKAGES) run
+# server_component.k8s_objects, the export task (EXPORT_PACKAGES) client_component.export.
+RUN_BY_ANOTHER_TASK = {"aggregator": {"k8s_objects.py"}, "client": {"export.py"},
+                       "export-model": set()}
 
 
-def _third_party_imports(packages: list[str]) -> set[str]:
+def _third_party_imports(packages: list[str], skipped: set[str]) -> set[str]:
     """Top-level modules outside the standard library that the packages' code imports."""
     import ast
 
     found = set()
     for package in packages:
         for path in (REPO_ROOT / package).rglob("*.py"):
-            if path.name in SERVICE_ONLY:
+            if path.name in skipped:
                 continue
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Import):
@@ -335,6 +341,7 @@ def _third_party_imports(packages: list[str]) -> set[str]:
 @pytest.mark.parametrize(("component", "packages", "installed"), [
     ("aggregator", ["server_component", "contract"], SERVER_PACKAGES),
     ("client", ["client_component", "contract"], CLIENT_PACKAGES),
+    ("export-model", ["client_component", "contract"], EXPORT_PACKAGES),
 ])
 def test_every_import_of_a_pod_is_installed_in_it(component, packages, installed):
     """The local runner runs in this venv and would hide a module the pod lacks: every
@@ -349,7 +356,7 @@ def test_every_import_of_a_pod_is_installed_in_it(component, packages, installed
     named = {canonical(Requirement(spec).name) for spec in installed}
     distributions = packages_distributions()
     missing = []
-    for module in sorted(_third_party_imports(packages)):
+    for module in sorted(_third_party_imports(packages, RUN_BY_ANOTHER_TASK[component])):
         dists = {canonical(d) for d in distributions.get(module, [module])}
         carrier = TRANSITIVE.get(module)
         if module in IMAGE_PROVIDES[component] or (carrier and carrier in named):

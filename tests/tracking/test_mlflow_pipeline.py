@@ -1,0 +1,47 @@
+"""The compiled pipeline, run by the local runner, tracked in a real MLflow server: the
+aggregator's run carries the KFP run id, and the export task adds model.keras to it as an
+MLflow Keras model that loads back with the final weights."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from contract import wire
+from tests.pipeline.test_local_run import local_run
+from tests.support.mlflow_server import MlflowServer
+
+
+@pytest.mark.slow
+def test_a_pipeline_run_is_one_mlflow_run_with_its_keras_model(tmp_path):
+    server = MlflowServer(tmp_path / "mlflow")
+    try:
+        result = local_run(tmp_path / "runs", "--arg", "num_clients=2", "--arg", "rounds=2",
+                           "--arg", f"mlflow_tracking_uri={server.uri}",
+                           "--arg", "mlflow_experiment=pneumonia-fl")
+        assert result.returncode == 0, result.stdout + result.stderr
+        kfp_run_id = re.search(r"run ([0-9a-f-]{36})", result.stdout).group(1)
+        run = server.run_of(kfp_run_id, experiment="pneumonia-fl")
+        assert run.info.status == "FINISHED"
+        assert run.data.params["client.dataset"] == "breast_cancer"  # the clients' settings too
+        assert run.data.metrics["rounds_completed"] == 2.0 and "test_auc" in run.data.metrics
+
+        [run_dir] = (tmp_path / "runs").iterdir()
+        keras_meta = json.loads((run_dir / "export-model" / "keras_model.metadata.json")
+                                .read_text())
+        assert keras_meta["mlflow_run_id"] == run.info.run_id
+        import mlflow
+
+        mlflow.set_tracking_uri(server.uri)
+        model = mlflow.keras.load_model(keras_meta["mlflow_model_uri"])
+        final = wire.decode((run_dir / "aggregator" / "final_model" /
+                             "final_weights.safetensors").read_bytes())
+        for loaded, expected in zip(model.get_weights(), wire.tensors_to_list(final.tensors),
+                                    strict=True):
+            np.testing.assert_array_equal(loaded, expected)
+        logged = server.client().search_logged_models(
+            experiment_ids=[run.info.experiment_id])
+        assert [m.source_run_id for m in logged] == [run.info.run_id]
+    finally:
+        server.stop()
