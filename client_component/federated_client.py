@@ -21,7 +21,7 @@ from client_component.settings import ClientConfig
 from client_component.transport import AggregatorClient, AggregatorError
 from client_component.uplink import Contribution, PlainUplink, PostedUpdate, SecureUplink
 from contract import wire
-from contract.messages import Phase
+from contract.messages import Phase, Status
 
 log = logging.getLogger("client_component")
 Uplink = PlainUplink | SecureUplink
@@ -72,10 +72,12 @@ def federate(learner: Learner, aggregator: AggregatorClient, config: ClientConfi
     """The whole protocol; returns the final global model's metrics on the test split."""
     aggregator.wait_ready(config.connect_timeout_s)
     _retrying(aggregator, config, "init", lambda: _post_init(aggregator, learner, config))
-    _restore_budget(learner, aggregator, config)
+    status = aggregator.status()
+    _restore_budget(learner, status, config)
     uplink = (SecureUplink(aggregator, config) if config.secure_aggregation == "secagg"
               else PlainUplink(aggregator, config.client_id))
-    last = _train_all_rounds(learner, aggregator, config, uplink)
+    last = _train_all_rounds(learner, aggregator, config, uplink,
+                             sampled=status.fraction_fit < 1)
     # The last round's update may be lost too (a restart): the same check as every round.
     check = functools.partial(_ensure_reported, aggregator, uplink, last)
     final = _final_version(aggregator, config)
@@ -110,11 +112,9 @@ def _post_init(aggregator: AggregatorClient, learner: Learner, config: ClientCon
     return aggregator.post_init(learner.get_weights(), meta)
 
 
-def _restore_budget(learner: Learner, aggregator: AggregatorClient,
-                    config: ClientConfig) -> None:
+def _restore_budget(learner: Learner, status: Status, config: ClientConfig) -> None:
     """Check the aggregator runs this client's DP mode; a restarted client resumes its DP-SGD
     budget from the steps the aggregator recorded: a retry cannot spend the budget again."""
-    status = aggregator.status()
     if status.dp != config.dp:
         raise PrivacyMismatch(f"client {config.client_id} has dp={config.dp}, the aggregator "
                               f"runs dp={status.dp}: give both the same dp setting")
@@ -158,9 +158,24 @@ def _retrying(aggregator: AggregatorClient, config: ClientConfig, what: str,
     raise AssertionError("unreachable")
 
 
+def _not_sampled(aggregator: AggregatorClient, config: ClientConfig, round_: int) -> bool:
+    """Whether the aggregator's sample for ``round_`` leaves this client out; a round that
+    is no longer open counts as out of step (409), to resynchronise."""
+    trains = aggregator.status().trains(config.client_id, round_)
+    if trains is None:
+        raise AggregatorError(409, "round_conflict", f"round {round_} is no longer open",
+                              "GET status")
+    if not trains:
+        log.info("client=%d not sampled for round %d: waiting for the next",
+                 config.client_id, round_)
+    return not trains
+
+
 def _train_all_rounds(learner: Learner, aggregator: AggregatorClient, config: ClientConfig,
-                      uplink: Uplink) -> Sent | None:
-    """Every round from 1 (or wherever the run is); returns the last update sent."""
+                      uplink: Uplink, sampled: bool = False) -> Sent | None:
+    """Every round from 1 (or wherever the run is) that this client is sampled for
+    (``sampled``: the aggregator samples each round's clients); returns the last update
+    sent."""
     started, round_, last, resyncs = time.monotonic(), 1, None, 0
     while round_ <= config.rounds:
         try:
@@ -175,6 +190,9 @@ def _train_all_rounds(learner: Learner, aggregator: AggregatorClient, config: Cl
                 log.info("client=%d training ended after round %d: %s", config.client_id,
                          round_ - 1, aggregator.status().stopped)
                 break
+            if sampled and _not_sampled(aggregator, config, round_):
+                round_, resyncs = round_ + 1, 0
+                continue
             load_served(learner, served)
             num_examples, metrics = learner.fit(round_)
             metrics = {f"val_{k}": v for k, v in metrics.items()}

@@ -119,7 +119,8 @@ class ClientConfig:
                              "`dirichlet:<alpha>` (label skew), `quantity:<beta>` (unequal "
                              "sizes)",
                              check=parses(parse_partition, PartitionError))
-    seed: int = setting(0, "seed of the split, of model initialisation and of shuffling")
+    seed: int = setting(0, "seed of the split, of model initialisation and of shuffling "
+                        "(clients), and of each round's client sample (aggregator)")
     # Model
     model: str = setting("auto", "`auto` (MLP for tables, CNN for images), `mlp`, `conv1d`, "
                          "`cnn`, `keras:<Application>`",

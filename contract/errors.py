@@ -76,3 +76,10 @@ class StageClosed(RoundConflict):
     does not take part in the round; it waits for the round's model."""
 
     code = "stage_closed"
+
+
+class NotSelected(RoundConflict):
+    """409: an update from a client the round did not sample (``fraction_fit`` < 1): it
+    waits for the round's model and asks again next round (``/v1/status`` ``selected``)."""
+
+    code = "not_selected"

@@ -56,11 +56,21 @@ class Status:
     epsilon: float = 0.0  # ε spent so far (example: the largest site's)
     dp_steps: dict[str, int] = field(default_factory=dict)  # client id -> DP-SGD steps recorded
     stopped: str = ""  # why training ended before the last round (the privacy budget)
+    selected: list[int] = field(default_factory=list)  # the open round's sampled clients
+    fraction_fit: float = 1.0  # share of the clients sampled per round (1: all)
 
     @property
     def last_version(self) -> int:
         """The model version training ends at."""
         return self.rounds if self.final_version < 0 else self.final_version
+
+    def trains(self, client_id: int, round_: int) -> bool | None:
+        """Whether ``client_id`` trains in ``round_``: True or False while that round is
+        open, None once it is not (it closed, or training is over). An aggregator that does
+        not sample (or predates sampling) asks every client."""
+        if round_ != self.round or self.phase != Phase.WAITING:
+            return None
+        return self.fraction_fit >= 1 or client_id in self.selected
 
     def to_json(self) -> dict:
         """The reply body, with the phase as its string value."""
@@ -93,9 +103,10 @@ _STATUS_FIELDS = {"round": int, "rounds": int, "model_version": int, "num_client
                   "last_metrics": dict, "error": (str, type(None)),
                   "secure_aggregation": str, "secagg_session": str, "secagg_stage": str,
                   "final_version": int, "dp": str, "epsilon": (int, float), "dp_steps": dict,
-                  "stopped": str}
+                  "stopped": str, "selected": list, "fraction_fit": (int, float)}
 _STATUS_OPTIONAL = {"last_metrics", "error", "done", "secure_aggregation", "secagg_session",
-                    "secagg_stage", "final_version", "dp", "epsilon", "dp_steps", "stopped"}
+                    "secagg_stage", "final_version", "dp", "epsilon", "dp_steps", "stopped",
+                    "selected", "fraction_fit"}
 
 
 def _is_a(value: object, kind) -> bool:

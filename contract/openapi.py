@@ -14,6 +14,7 @@ from contract import wire
 from contract.errors import (
     IncompatibleUpdate,
     MalformedRequest,
+    NotSelected,
     PayloadTooLarge,
     RoundConflict,
     RunFailed,
@@ -33,7 +34,7 @@ from contract.messages import (
 
 DEFAULT_MAX_LONG_POLL_S = 120.0
 _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
-_ERRORS = {400: [MalformedRequest], 401: [Unauthorized], 409: [RoundConflict],
+_ERRORS = {400: [MalformedRequest], 401: [Unauthorized], 409: [RoundConflict, NotSelected],
            410: [TrainingFinished, RunFailed], 413: [PayloadTooLarge], 422: [IncompatibleUpdate]}
 
 
@@ -117,7 +118,8 @@ def _plain_document(max_long_poll_s: float, rounds: int | None, num_clients: int
                 UPDATE_ACCEPTED: _json(_outcome("accepted"), "folded into the round"),
                 UPDATE_DUPLICATE: _json(_outcome("duplicate"), "an identical re-send"),
             }, errors=(400, 409, 410, 413, 422), body=_tensor_body(UPDATE_METADATA),
-                why={409: "not the open round, or a different update for it", 422: "names, "
+                why={409: "not the open round, a different update for it, or a client the "
+                     "round did not sample (not_selected)", 422: "names, "
                      "shapes or dtypes differ from the model's, NaN/Inf values, a bad "
                      "num_examples"})},
             "/v1/done": {"post": _guarded("After fetching the final model: report its test "
@@ -199,6 +201,12 @@ _SCHEMAS = {
                          "(a restarted client resumes its budget from them)"},
             "stopped": {"type": "string", "description": "why training ended before the "
                         "last round (empty: it did not)"},
+            "selected": {"type": "array", "items": {"type": "integer", "minimum": 0},
+                         "description": "the clients sampled to train in the open round "
+                         "(all of them unless fraction_fit < 1); another client's update is "
+                         "409 not_selected: it waits for the round's model"},
+            "fraction_fit": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                             "description": "share of the clients sampled per round"},
         },
     },
     "KeyAdvert": {

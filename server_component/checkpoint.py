@@ -38,6 +38,8 @@ class RoundRecord:
     client_examples: dict[str, int] = field(default_factory=dict)
     # The privacy ledger after the round (server_component.run_privacy); empty with dp off.
     privacy: dict = field(default_factory=dict)
+    # The clients sampled to train in it (contract.sampling); empty in older checkpoints.
+    selected: list[int] = field(default_factory=list)
 
 
 @dataclass

@@ -40,22 +40,25 @@ class ClientLevelDp(Strategy):
     """``inner`` on clipped, equally weighted, centrally noised updates."""
 
     def __init__(self, inner: Strategy, clip_norm: float, noise_multiplier: float,
-                 seed: int | None = None, clip_quantile: float = 0.0) -> None:
+                 seed: int | None = None, clip_quantile: float = 0.0,
+                 denominator: float | None = None) -> None:
         self.inner, self.clip_norm, self.noise_multiplier = inner, clip_norm, noise_multiplier
         self.clip_quantile = clip_quantile  # 0: fixed clipping; else adaptive (Andrew et al.)
         self.last_clip_norm = clip_norm  # the clip norm the last aggregated round used
         self.name = inner.name
         self._rng = np.random.default_rng(seed)
         self._served: Tensors = {}
-        self._num_clients = 1
+        self._num_clients: float = 1
+        self._denominator = denominator  # expected clients per round; None: all of them
         self._sum_noise = noise_multiplier  # raised in bind when the clip norm adapts
         self._factors: list[float] = []  # the open round's clip factors
         self.last_clip_factors: list[float] = []  # the last aggregated round's
 
     def bind(self, num_clients: int) -> None:
-        """The fixed denominator: every client the run asks each round."""
-        self._num_clients = num_clients
-        self._sum_noise = (privacy.adaptive_sum_noise(self.noise_multiplier, num_clients)
+        """The fixed denominator: the clients a round asks (all, or the expected number
+        under client sampling, as in DP-FedAvg)."""
+        self._num_clients = self._denominator or num_clients
+        self._sum_noise = (privacy.adaptive_sum_noise(self.noise_multiplier, self._num_clients)
                            if self.clip_quantile else self.noise_multiplier)
         self.inner.bind(num_clients)
 
@@ -88,13 +91,16 @@ class ClientLevelDp(Strategy):
         """The wrapped strategy on served + (sum of clipped d_i + noise) / num_clients."""
         sigma = self._sum_noise * self.clip_norm
         self.last_clip_factors, self.last_clip_norm = self._factors, self.clip_norm
-        log.info("event=dp_client round=%d clipped=%d/%d noise_std=%.4g denominator=%d",
+        log.info("event=dp_client round=%d clipped=%d/%d noise_std=%.4g denominator=%.4g",
                  server_round, sum(f < 1 for f in self._factors), len(self._factors), sigma,
                  self._num_clients)
         averaged = {}
-        for name, total in accumulator.sums.items():
+        for name in current:
             served = current[name].astype(np.float64)
-            displacement = total - accumulator.count * served
+            # A round Poisson sampling left empty releases noise only (the sums then hold
+            # an earlier round's values: they are kept for reuse).
+            displacement = (accumulator.sums[name] - accumulator.count * served
+                            if accumulator.count else np.zeros_like(served))
             noise = self._rng.normal(0.0, sigma, size=served.shape)
             averaged[name] = served + (displacement + noise) / self._num_clients
         noised = RunningWeightedSum.from_sums(

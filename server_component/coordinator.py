@@ -19,11 +19,13 @@ from contract import wire
 from contract.errors import (
     IncompatibleUpdate,
     MalformedRequest,
+    NotSelected,
     RoundConflict,
     RunFailed,
     TrainingFinished,
 )
 from contract.messages import Phase, Status
+from contract.sampling import ClientSampling
 from contract.secagg.params import SecAggParams
 from contract.settings import validated
 from server_component.checkpoint import Checkpoint, RoundRecord, RunInfo, save_checkpoint
@@ -54,7 +56,7 @@ class RoundCoordinator(SecureStagesMixin):
     def __init__(self, num_clients: int, rounds: int, *, strategy: Strategy | None = None,
                  min_clients: int | None = None, round_timeout: float | None = None,
                  checkpoint_dir: str | None = None, secure: SecAggParams | None = None,
-                 privacy: RunPrivacy | None = None,
+                 privacy: RunPrivacy | None = None, sampling: ClientSampling | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         secure_settings = {} if secure is None else {
             "secure_aggregation": "secagg", "strategy": (strategy or FedAvg()).name}
@@ -64,12 +66,17 @@ class RoundCoordinator(SecureStagesMixin):
         self.min_clients = min_clients or num_clients
         self.round_timeout = round_timeout
         self.privacy = privacy or RunPrivacy()
+        self.sampling = sampling or ClientSampling(num_clients)
         self.strategy = strategy or FedAvg()
+        if self.privacy.mode == "client":
+            # Accounted with the rate at which a client is really asked (Poisson sampling).
+            self.privacy.sampling_rate = self.sampling.rate
         if self.privacy.mode == "client" and secure is None:
             # Central noise; under secure aggregation the clients clip and noise (uplink).
             self.strategy = ClientLevelDp(self.strategy, self.privacy.clip_norm,
                                           self.privacy.noise_multiplier,
-                                          self.privacy.noise_seed, self.privacy.clip_quantile)
+                                          self.privacy.noise_seed, self.privacy.clip_quantile,
+                                          denominator=self.sampling.expected_clients)
         self.strategy.bind(num_clients)
         self.checkpoint_dir = checkpoint_dir
         self.secure = secure
@@ -93,8 +100,11 @@ class RoundCoordinator(SecureStagesMixin):
     @property
     def config(self) -> dict[str, str | int]:
         """What a checkpoint must match to be resumed by this run."""
-        return {"num_clients": self.num_clients, "rounds": self.rounds,
-                "strategy": self.strategy.name}
+        config = {"num_clients": self.num_clients, "rounds": self.rounds,
+                  "strategy": self.strategy.name}
+        if not self.sampling.everyone:  # a resumed round must draw the same sample
+            config["sampling"] = self.sampling.describe()
+        return config
 
     # ---- inputs -------------------------------------------------------------------------
 
@@ -150,6 +160,9 @@ class RoundCoordinator(SecureStagesMixin):
         digest = wire.content_digest(message, inspect=spec.check_finite)
         with self._cond:
             open_round = self._require_open_round(meta.round)
+            if meta.client_id not in open_round.selected:
+                raise NotSelected(f"client {meta.client_id} is not in round {meta.round}'s "
+                                  f"sample {open_round.selected}: wait for the next round")
             previous = open_round.digests.get(meta.client_id)
             if previous is not None:
                 if previous != digest:
@@ -165,8 +178,8 @@ class RoundCoordinator(SecureStagesMixin):
             self.counters.update_accepted(body_size)
             log.info("event=update round=%d client=%d examples=%d reported=%d/%d",
                      meta.round, meta.client_id, meta.num_examples,
-                     len(open_round.digests), self.num_clients)
-            if len(open_round.digests) == self.num_clients:
+                     len(open_round.digests), len(open_round.selected))
+            if len(open_round.digests) == len(open_round.selected):
                 self._close_round(open_round)
             return "accepted"
 
@@ -202,15 +215,16 @@ class RoundCoordinator(SecureStagesMixin):
             self._secure_deadline(open_round)
             return
         reported = sorted(open_round.digests)
-        missing = [cid for cid in range(self.num_clients) if cid not in open_round.digests]
-        if len(reported) >= self.min_clients:
+        missing = [cid for cid in open_round.selected if cid not in open_round.digests]
+        quorum = min(self.min_clients, len(open_round.selected))
+        if len(reported) >= quorum:
             log.warning("event=deadline round=%d closing_with=%s missing=%s",
                         open_round.number, reported, missing)
             self._close_round(open_round)
             return
         self._fail(
             f"round {open_round.number} reached its {self.round_timeout:g} s deadline with "
-            f"{len(reported)} of {self.num_clients} clients (min_clients={self.min_clients}); "
+            f"{len(reported)} of {len(open_round.selected)} clients (min_clients={quorum}); "
             f"missing client ids {missing}")
 
     def _fail(self, reason: str) -> None:
@@ -312,6 +326,8 @@ class RoundCoordinator(SecureStagesMixin):
                 epsilon=self.privacy.epsilon,
                 dp_steps={str(c): s for c, s in sorted(self.privacy.client_steps.items())},
                 stopped=self.privacy.stopped,
+                selected=list(open_round.selected) if open_round else [],
+                fraction_fit=self.sampling.fraction,
             )
 
     @staticmethod
@@ -351,14 +367,24 @@ class RoundCoordinator(SecureStagesMixin):
         self._version = version
         self.strategy.serve(self._global)
         if version < self.final_version:
-            now = self._clock()
-            self._open = OpenRound(
-                number=version + 1, accumulator=self.strategy.new_round(), started=now,
-                deadline=now + self.round_timeout if self.round_timeout else None,
-                secure=self._new_secure_round(version + 1))
+            self._open_round(version + 1)
         else:
             self._open = None
         self._cond.notify_all()
+
+    def _open_round(self, number: int) -> None:
+        """Open round ``number`` for its sampled clients (lock held)."""
+        now = self._clock()
+        selected = self.sampling.select(number)
+        self._open = OpenRound(
+            number=number, accumulator=self.strategy.new_round(), started=now,
+            deadline=now + self.round_timeout if self.round_timeout else None,
+            secure=self._new_secure_round(number), selected=selected)
+        if not self.sampling.everyone:
+            log.info("event=sample round=%d selected=%s (%s)", number, selected,
+                     self.sampling.describe())
+        if not selected:  # Poisson sampling drew no one: the round releases noise only
+            self._close_round(self._open)
 
     def _aggregate(self, open_round: OpenRound) -> memoryview:
         """The next model's body, with the strategy's result written straight into it."""

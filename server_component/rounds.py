@@ -22,6 +22,7 @@ class OpenRound:
     examples: dict[int, int] = field(default_factory=dict)
     metrics: dict[int, dict[str, float]] = field(default_factory=dict)
     secure: SecureRound | None = None  # the round's secure aggregation, when the run uses it
+    selected: list[int] = field(default_factory=list)  # the clients sampled to train in it
 
     def record(self, num_clients: int, now: float) -> RoundRecord:
         """What this round looked like when it closed at ``now``."""
@@ -33,7 +34,8 @@ class OpenRound:
             duration_s=now - self.started,
             client_metrics={str(c): dict(m) for c, m in sorted(self.metrics.items())},
             client_examples={str(c): n for c, n in sorted(self.examples.items())},
-            missing=[c for c in range(num_clients) if c not in self.digests],
+            missing=[c for c in self.selected if c not in self.digests],
+            selected=list(self.selected),
         )
 
 

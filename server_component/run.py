@@ -80,9 +80,10 @@ def run_aggregator(config: AggregatorConfig, outputs: OutputPaths | None = None
     _require_writable(config, outputs)
     pin_mmap_threshold()
     coordinator = build_coordinator(config)
-    log.info("event=start run_id=%s num_clients=%d rounds=%d min_clients=%d strategy=%s",
-             os.environ.get("KFP_RUN_ID", "-"), config.num_clients, config.rounds,
-             coordinator.min_clients, coordinator.strategy.name)
+    log.info("event=start run_id=%s num_clients=%d rounds=%d min_clients=%d strategy=%s "
+             "sampling=%r", os.environ.get("KFP_RUN_ID", "-"), config.num_clients,
+             config.rounds, coordinator.min_clients, coordinator.strategy.name,
+             coordinator.sampling.describe())
     tracker = start_tracking(config, coordinator)
     _serve_until_complete(config, coordinator)
     for record in coordinator.history:
@@ -165,7 +166,8 @@ def build_coordinator(config: AggregatorConfig) -> RoundCoordinator:
         privacy=RunPrivacy(config.dp, privacy.client_noise(values_of(config)),
                            config.dp_clip_norm,
                            config.dp_delta, config.dp_target_epsilon, config.num_clients,
-                           clip_quantile=config.dp_clip_quantile))
+                           clip_quantile=config.dp_clip_quantile),
+        sampling=config.sampling)
     if config.checkpoint_dir:
         try:
             checkpoint = load_checkpoint(config.checkpoint_dir, coordinator.config)
@@ -182,6 +184,7 @@ def report_parameters(config: AggregatorConfig, coordinator: RoundCoordinator) -
             "rounds": config.rounds, "min_clients": coordinator.min_clients,
             "round_timeout_s": config.round_timeout or "none",
             "strategy": coordinator.strategy.name,
+            "client_sampling": coordinator.sampling.describe(),
             "checkpoint_dir": config.checkpoint_dir or "none"}
 
 

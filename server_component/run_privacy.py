@@ -43,6 +43,7 @@ class RunPrivacy:
     stopped_after: int = 0  # the round it ended after (0: it did not)
     clip_quantile: float = 0.0  # dp=client: 0 fixed clipping, else adaptive (client_dp)
     noise_seed: int | None = None  # tests only: central noise from the OS's entropy otherwise
+    sampling_rate: float = 1.0  # dp=client: the probability a client is asked in a round
 
     def __post_init__(self) -> None:
         if self.mode == "client":
@@ -50,9 +51,11 @@ class RunPrivacy:
 
     @property
     def budget(self) -> privacy.PrivacyBudget:
-        """The client-level budget: one Gaussian release per round, all clients asked."""
-        return privacy.PrivacyBudget(privacy.Mechanism(self.noise_multiplier), self.delta,
-                                     self.target_epsilon, self.rounds_released)
+        """The client-level budget: one Gaussian release per round, each client asked with
+        probability ``sampling_rate`` (Poisson sampling; 1: all clients)."""
+        mechanism = privacy.Mechanism(self.noise_multiplier, self.sampling_rate)
+        return privacy.PrivacyBudget(mechanism, self.delta, self.target_epsilon,
+                                     self.rounds_released)
 
     @property
     def epsilon(self) -> float:

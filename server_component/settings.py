@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from contract import privacy
+from contract import privacy, sampling
 from contract.secagg import params as secagg
 from contract.settings import CrossCheck, Namer, at_least, in_range, parses, setting, values_of
 from contract.tracking import DEFAULT_EXPERIMENT
@@ -23,6 +23,14 @@ def _min_clients_in_run(values: Mapping, name: Namer) -> str | None:
         return None
     return (f"{name('min_clients')} must be 0 (all clients) or in "
             f"1..{name('num_clients')}={clients}, got {minimum}")
+
+
+def _sampling_with_secagg(values: Mapping, name: Namer) -> str | None:
+    if values["fraction_fit"] >= 1 or values["secure_aggregation"] == "off":
+        return None
+    return (f"{name('fraction_fit')}={values['fraction_fit']:g} is not supported with "
+            f"{name('secure_aggregation')}=secagg (its key rounds span every client); use "
+            f"{name('fraction_fit')}=1")
 
 
 # Strategies that need only the round's average: they work on the unmasked sum and on the
@@ -65,6 +73,11 @@ class AggregatorConfig:
     shutdown_grace: float = setting(300.0, "seconds to wait for every client's done after "
                                     "the final model", check=at_least(0))
     threads: int = setting(0, "waitress worker threads; 0 = clients + 4", check=at_least(0))
+    # Client sampling (contract.sampling): which clients train each round
+    fraction_fit: float = sampling.fraction_setting()
+    min_fit_clients: int = sampling.min_fit_setting()
+    seed: int = setting(0, "seed of the split, of model initialisation and of shuffling "
+                        "(clients), and of each round's client sample (aggregator)")
     secure_aggregation: str = secagg.mode_setting()
     secagg_threshold: int = secagg.threshold_setting()
     secagg_neighbours: int = secagg.neighbours_setting()
@@ -102,6 +115,8 @@ class AggregatorConfig:
                        task_input=False, report=False)
 
     cross_checks = (CrossCheck(("min_clients", "num_clients"), _min_clients_in_run),
+                    CrossCheck(sampling.CROSS_NAMES, sampling.sampling_problem),
+                    CrossCheck(("fraction_fit", "secure_aggregation"), _sampling_with_secagg),
                     _average_only_strategy("secure_aggregation", "secagg", "masked inputs (it "
                                            "needs each client's update or its step count)"),
                     CrossCheck(secagg.CROSS_NAMES, secagg.settings_problem),
@@ -123,6 +138,12 @@ class AggregatorConfig:
             return None
         values = values_of(self)
         return privacy.secagg_params(secagg.params_of(values), values)
+
+    @property
+    def sampling(self) -> sampling.ClientSampling:
+        """How each round's clients are picked (Poisson and unseeded under dp=client)."""
+        return sampling.ClientSampling(self.num_clients, self.fraction_fit, self.min_fit_clients,
+                                       self.seed, poisson=self.dp == "client")
 
     @property
     def server_threads(self) -> int:

@@ -30,7 +30,7 @@ def test_status_before_init(aggregator):
         "min_clients": 2, "strategy": "fedavg", "reported": [], "done": [],
         "last_metrics": {}, "error": None, "secure_aggregation": "off", "secagg_session": "",
         "secagg_stage": "", "final_version": 2, "dp": "off", "epsilon": 0.0, "dp_steps": {},
-        "stopped": "",
+        "stopped": "", "selected": [], "fraction_fit": 1.0,
     }
 
 
