@@ -125,13 +125,16 @@ def privacy_summary(coordinator: RoundCoordinator) -> dict:
 
 def round_metrics_table(coordinator: RoundCoordinator):
     """One row per closed round: who reported, who was missing, examples, duration and the
-    clients' validation metrics weighted by examples; a pandas DataFrame."""
+    clients' validation metrics weighted by examples (and who was sampled, with
+    fraction_fit < 1); a pandas DataFrame."""
     import pandas as pd  # the aggregator needs it only at the very end
 
     rows = [{"round": r.round, "clients": len(r.client_ids),
              "missing": " ".join(map(str, r.missing)), "num_examples": r.num_examples,
              "duration_s": round(r.duration_s, 3), **r.metrics,
-             **({"epsilon": r.privacy["epsilon"]} if r.privacy else {})}
+             **({"epsilon": r.privacy["epsilon"]} if r.privacy else {}),
+             **({"sampled": " ".join(map(str, r.selected))}
+                if 0 < len(r.selected) < coordinator.num_clients else {})}
             for r in coordinator.history]
     columns = ["round", "clients", "missing", "num_examples", "duration_s"]
     return pd.DataFrame(rows, columns=columns + sorted(

@@ -131,20 +131,32 @@ def _client_curves(history: Sequence[RoundRecord]) -> str:
     return _svg(fig)
 
 
+def participation_grid(history: Sequence[RoundRecord], num_clients: int) -> list[list[int]]:
+    """Clients x rounds: 2 reported, 1 sampled but missing (late or dropped), 0 not sampled
+    (``fraction_fit`` < 1; a record without a sample asked every client)."""
+    def cell(client: int, record: RoundRecord) -> int:
+        if client in record.client_ids:
+            return 2
+        return 1 if not record.selected or client in record.selected else 0
+    return [[cell(c, r) for r in history] for c in range(num_clients)]
+
+
 def _participation(history: Sequence[RoundRecord], num_clients: int) -> str:
-    """A rounds x clients grid: reported (green) or missing, i.e. late or dropped (red)."""
-    grid = [[1.0 if c in r.client_ids else 0.0 for r in history] for c in range(num_clients)]
+    """A rounds x clients grid: reported (green), missing (red), not sampled (grey)."""
+    grid = participation_grid(history, num_clients)
+    sampled = any(r.selected and len(r.selected) < num_clients for r in history)
     # Grows with the run, within a page: cells shrink past ~35 rounds or ~35 clients.
     fig = Figure(figsize=(min(14.0, max(3.0, 0.35 * len(history) + 1.5)),
                           min(10.0, max(2.0, 0.25 * num_clients + 1.2))))
     ax = fig.subplots()
     if history:
-        ax.imshow(grid, cmap=matplotlib.colors.ListedColormap(["#d62728", "#2ca02c"]),
-                  vmin=0, vmax=1, aspect="auto", interpolation="nearest",
+        colours = matplotlib.colors.ListedColormap(["#d9d9d9", "#d62728", "#2ca02c"])
+        ax.imshow(grid, cmap=colours, vmin=0, vmax=2, aspect="auto", interpolation="nearest",
                   extent=(0.5, len(history) + 0.5, num_clients - 0.5, -0.5))
     ax.set_xlabel("round")
     ax.set_ylabel("client")
-    ax.set_title("participation (green: reported, red: late or dropped)", fontsize=9)
+    ax.set_title("participation (green: reported, red: late or dropped"
+                 + (", grey: not sampled)" if sampled else ")"), fontsize=9)
     fig.tight_layout()
     return _svg(fig)
 
