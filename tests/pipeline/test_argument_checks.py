@@ -49,6 +49,8 @@ BAD = [
     ("mlflow_tracking_uri=mlflow:5000", "mlflow_tracking_uri 'mlflow:5000' is not an MLflow "
                                         "tracking URI"),
     ("mlflow_experiment= ", "mlflow_experiment must name an MLflow experiment"),
+    ("fraction_fit=0", "fraction_fit must be in (0, 1], got 0"),
+    ("min_fit_clients=9", "min_fit_clients must be at most num_clients=5, got 9"),
 ]
 
 
@@ -107,3 +109,9 @@ def test_submit_refuses_before_any_run_is_created(capsys, observe):
 def test_the_defaults_pass():
     from pipelines.parameters import root_parameters, with_defaults
     check_arguments(with_defaults(root_parameters(PACKAGE), {}), local=True)
+
+
+def test_client_sampling_with_secure_aggregation_is_refused_in_one_line():
+    with pytest.raises(PipelineArgumentError) as exc:
+        check_arguments({"fraction_fit": 0.5, "secure_aggregation": "secagg"})
+    assert "fraction_fit=0.5 is not supported with secure_aggregation=secagg" in str(exc.value)

@@ -74,7 +74,9 @@ def test_pipeline_parameters_and_runtime_num_clients(compiled):
                            "client_image", "client_cpu_request", "client_memory_request",
                            "client_accelerator_type", "client_accelerator_count",
                            # experiment tracking (issue 18)
-                           "mlflow_tracking_uri", "mlflow_experiment"}
+                           "mlflow_tracking_uri", "mlflow_experiment",
+                           # client sampling (issue 18; seed now feeds the aggregator too)
+                           "fraction_fit", "min_fit_clients"}
     assert params["num_clients"]["defaultValue"] == 5
     # num_clients reaches the fan-out as a parameter: changing it needs no recompile.
     fan_out = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["client-credentials"]

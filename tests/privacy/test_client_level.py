@@ -212,3 +212,48 @@ def test_an_example_level_ledger_is_rebuilt_from_the_round_records():
     assert again.client_steps == {0: 40, 1: 30}
     assert again.epsilon == 3.1 and again.reported_delta == 1e-5
     assert again.reported_noise == 0.9  # not the setting's 0
+
+
+def test_with_client_sampling_the_accountant_credits_the_real_sampling_rate():
+    import dp_accounting
+    from dp_accounting import rdp
+
+    from contract.sampling import ClientSampling
+
+    sampling = ClientSampling(10, 0.3, poisson=True)
+    coordinator = _coordinator(num_clients=10, rounds=50, noise=1.0, sampling=sampling)
+    ledger = coordinator.privacy
+    assert ledger.sampling_rate == 0.3
+    ledger.rounds_released = 20
+    accountant = rdp.RdpAccountant(list(privacy.RDP_ORDERS))
+    accountant.compose(dp_accounting.PoissonSampledDpEvent(
+        0.3, dp_accounting.GaussianDpEvent(1.0)), 20)
+    assert ledger.epsilon == pytest.approx(accountant.get_epsilon(ledger.delta), rel=1e-9)
+    everyone = RunPrivacy("client", 1.0, 1.0, ledger.delta, 0.0, 10, rounds_released=20)
+    assert ledger.epsilon < everyone.epsilon  # amplification by sampling
+
+
+def test_sampled_rounds_divide_by_the_expected_number_of_clients_and_may_be_empty():
+    from contract.sampling import ClientSampling
+
+    sampling = ClientSampling(4, 0.5, poisson=True)
+    coordinator = _coordinator(num_clients=4, rounds=200, noise=1e-9, sampling=sampling)
+    step = _displacement(0.0001, 1)  # under the clip bound: not clipped
+    checked = 0
+    while not any(not r.selected for r in coordinator.history) or len(coordinator.history) < 10:
+        status = coordinator.status()  # an empty round closed as it opened: never open
+        round_, selected = status.round, status.selected
+        assert selected
+        before = _model(coordinator, round_ - 1)
+        for cid in selected:
+            _update(coordinator, cid, round_, {n: before[n] + step[n] for n in SERVED})
+        if coordinator.status().round != round_ + 1:
+            continue  # the next round was empty and closed at once: our model is superseded
+        checked += 1
+        moved = _flat(_model(coordinator, round_)) - _flat(before)
+        # DP-FedAvg's fixed denominator: q N = 2 expected clients, whoever came.
+        np.testing.assert_allclose(moved, _flat(step) * len(selected) / 2.0, atol=1e-6)
+    assert checked >= 5
+    empty = [r for r in coordinator.history if not r.selected]
+    assert empty and all(r.client_ids == [] and r.privacy["rounds"] == r.round
+                         for r in empty)  # released (noise only) and accounted
