@@ -12,7 +12,7 @@ SUBMIT_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: help venv compile run-local test test-fast test-reliability test-k8s k8s-bin lint bench flower-venv \
-	profile bench-quality bench-dp bench-sweep upload run clean
+	profile bench-quality bench-dp bench-sampling bench-sweep upload run clean
 
 help:
 	@echo "make run-local   set up .venv, compile, run the federated pipeline on this machine"
@@ -111,6 +111,11 @@ QUALITY_FLAGS ?= --clients 5 --rounds 10 --local-epochs 1 --seed 0 $(QUALITY_TUN
 bench-dp: $(STAMP)
 	$(PY) -m bench.quality --data $(QUALITY_DATA) --clients 5 --rounds 10 --seed 0 \
 		--width 16 --batch-size 64 --learning-rate 0.05 --dp 1,3,8
+
+# Client sampling: half the clients per round against all of them, same rounds.
+bench-sampling: $(STAMP)
+	$(PY) -m bench.quality --data $(QUALITY_DATA) --partition iid $(QUALITY_FLAGS) \
+		--fraction-fit 0.5
 
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality --data $(QUALITY_DATA) --partition iid $(QUALITY_FLAGS)

@@ -50,12 +50,14 @@ def load_data(args: argparse.Namespace):
 
 
 def run_federated(args: argparse.Namespace, workdir: Path,
-                  shared_flags: Sequence[str] = ()) -> dict:
+                  shared_flags: Sequence[str] = (), aggregator_flags: Sequence[str] = ()
+                  ) -> dict:
     """One federated run; ``shared_flags`` go to the aggregator and every client (settings
-    both take, such as --dp)."""
+    both take, such as --dp), ``aggregator_flags`` to the aggregator only."""
     out = workdir / "out"
     server = AggregatorProcess("--num-clients", str(args.clients), "--rounds", str(args.rounds),
-                               "--out", str(out), "--shutdown-grace", "60", *shared_flags)
+                               "--out", str(out), "--shutdown-grace", "60", *shared_flags,
+                               *aggregator_flags)
     mu = args.mu if args.strategy == "fedprox" else 0.0
     clients = [subprocess.Popen(
         [sys.executable, "-m", "client_component", "--server", server.url, "--client-id",
@@ -164,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     private.add_argument("--dp-partitions", default="iid,dirichlet:0.5")
     private.add_argument("--dp-delta", type=float, default=1e-5)
     private.add_argument("--dp-clip-norm", type=float, default=1.0)
+    p.add_argument("--fraction-fit", type=float, default=1.0,
+                   help="< 1: this share of the clients per round against all of them "
+                   "(quality_sampling line)")
     args = p.parse_args(argv)
     if args.data != "breast_cancer" and not Path(args.data).is_file():
         print(f"error: {args.data} not found (see ../shared/data/README.md)", file=sys.stderr)
@@ -172,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.quality_dp import run_dp
 
         return run_dp(args)
+    if args.fraction_fit < 1:
+        from bench.quality_sampling import run_sampling
+
+        return run_sampling(args)
     if args.sweep:
         from bench.sweep import run_sweep
 
