@@ -28,7 +28,7 @@ from server_component.run_privacy import RunPrivacy
 from server_component.serve import AggregatorServer
 from server_component.settings import AggregatorConfig
 from server_component.strategies import parse_strategy
-from server_component.tracking import RunTracker
+from server_component.tracking import RunTracker, shown_uri
 
 log = logging.getLogger("server_component")
 FAILURE_LINGER_S = 30.0  # keep answering 410 for a while so clients learn the run failed
@@ -125,8 +125,10 @@ def start_tracking(config: AggregatorConfig, coordinator: RoundCoordinator
 def tracked_parameters(config: AggregatorConfig) -> dict[str, Any]:
     """The aggregator settings an MLflow run records: what a user chose, never a secret or
     what the pipeline wires."""
-    return {item.name: getattr(config, item.name) for item in settings_of(AggregatorConfig)
-            if not item.spec.secret and not item.spec.wired}
+    params = {item.name: getattr(config, item.name) for item in settings_of(AggregatorConfig)
+              if not item.spec.secret and not item.spec.wired}
+    params["mlflow_tracking_uri"] = shown_uri(config.mlflow_tracking_uri)  # no password
+    return params
 
 
 def finish_tracking(tracker: RunTracker, result: AggregatorResult,

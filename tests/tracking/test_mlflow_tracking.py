@@ -178,3 +178,11 @@ def test_submit_list_says_in_one_line_when_mlflow_cannot_be_read(capsys):
     [note] = [line for line in lines if line.startswith("note:")]
     assert note.startswith(f"note: MLflow at {down} could not be read")
     assert note.endswith("spent ε shown as ?")
+
+
+def test_a_password_in_the_tracking_uri_is_not_logged_as_a_parameter():
+    from server_component.run import tracked_parameters
+    from server_component.settings import AggregatorConfig
+
+    config = AggregatorConfig(2, 2, mlflow_tracking_uri="https://bob:pw@mlflow.example")
+    assert tracked_parameters(config)["mlflow_tracking_uri"] == "https://mlflow.example"
