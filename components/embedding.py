@@ -4,13 +4,17 @@ KFP's ``embedded_artifact_path`` tars a directory into the component at decorati
 archive carries file mtimes, owners and a gzip timestamp, so two compiles of the same source
 would differ; we stage only the packages' ``.py`` files and rewrite the archive with fixed
 metadata, so that ``compiled/fl_pipeline.yaml`` is a pure function of the source.
+
+The archive travels inside one command-line argument of the pod, and Linux refuses any single
+argument over 128 KiB (``MAX_ARG_STRLEN``: the pod fails with "argument list too long"), so it
+is recompressed with xz (a fifth smaller than gzip) and KFP's loader told so.
 """
 
 from __future__ import annotations
 
 import base64
-import gzip
 import io
+import lzma
 import re
 import shutil
 import tarfile
@@ -22,6 +26,7 @@ from kfp import dsl
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _ARCHIVE = re.compile(r"__KFP_EMBEDDED_ARCHIVE_B64 = '([A-Za-z0-9+/=]+)'")
+_GZIP_LOADER, _XZ_LOADER = "mode='r:gz'", "mode='r:xz'"
 
 
 def runtime_component(packages: Sequence[str], **component_kwargs) -> Callable:
@@ -46,11 +51,16 @@ def embedded_files(component) -> dict[str, bytes]:
     match = _ARCHIVE.search(source)
     if match is None:
         return {}
-    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(match.group(1))), mode="r:gz") as tar:
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(match.group(1))), mode="r:xz") as tar:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
 
 
 def _reproducible(command_part: str) -> str:
+    if not _ARCHIVE.search(command_part):
+        return command_part
+    if command_part.count(_GZIP_LOADER) != 1:
+        raise RuntimeError("KFP's embedded-archive loader changed: cannot switch it to xz")
+    command_part = command_part.replace(_GZIP_LOADER, _XZ_LOADER)
     return _ARCHIVE.sub(lambda m: f"__KFP_EMBEDDED_ARCHIVE_B64 = '{_normalize(m.group(1))}'",
                         command_part)
 
@@ -66,5 +76,5 @@ def _normalize(archive_b64: str) -> str:
             member.mode = 0o755 if member.isdir() else 0o644
             member.pax_headers = {}
             tar.addfile(member, io.BytesIO(data) if data is not None else None)
-    compressed = gzip.compress(out.getvalue(), compresslevel=9, mtime=0)
+    compressed = lzma.compress(out.getvalue(), preset=9 | lzma.PRESET_EXTREME)
     return base64.b64encode(compressed).decode("ascii")

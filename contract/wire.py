@@ -46,6 +46,8 @@ META_MOMENTUM = "momentum"
 # {"epsilon", "delta", "steps", "exhausted", "noise_multiplier"}, numbers; only with
 # dp=example.
 META_PRIVACY = "privacy"
+# On the final model only, when select_model chose an earlier round: the round it is from.
+META_SELECTED_ROUND = "selected_round"
 PRIVACY_KEYS = ("epsilon", "delta", "steps", "exhausted", "noise_multiplier")
 # Tensors named CONTROL_PREFIX + a model tensor's name are SCAFFOLD control variates: the
 # server's c in served models, the client's change of c_i in updates; reserved in inits.

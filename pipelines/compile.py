@@ -12,6 +12,9 @@ from pathlib import Path
 import yaml
 
 DEFAULT_OUTPUT = Path("compiled/fl_pipeline.yaml")
+# Linux's limit on one exec argument (MAX_ARG_STRLEN, 32 pages): a pod whose container
+# command has a longer one fails to start with "argument list too long".
+MAX_ARGUMENT_BYTES = 128 * 1024
 
 
 class CompiledPipelineError(ValueError):
@@ -26,13 +29,29 @@ def check_compiled(path: Path) -> None:
     from pipelines.platform_spec import platform_problems
 
     docs = list(yaml.safe_load_all(Path(path).read_text()))
-    problems = parameter_type_problems(docs[0])
+    problems = parameter_type_problems(docs[0]) + argument_length_problems(docs[0])
     if len(docs) < 2:
         problems.append("no platform document: no pod labels, volumes or run-id variables")
     else:
         problems += platform_problems(docs[0], docs[1], PLATFORM_NEEDS)
     if problems:
         raise CompiledPipelineError(f"{path}: " + "; ".join(problems))
+
+
+def argument_length_problems(ir: dict) -> list[str]:
+    """Every container command or argument longer than one exec argument may be (the
+    embedded packages travel in one)."""
+    problems = []
+    for label, executor in ir.get("deploymentSpec", {}).get("executors", {}).items():
+        container = executor.get("container", {})
+        for part in [*container.get("command", []), *container.get("args", [])]:
+            size = len(part.encode())
+            if size >= MAX_ARGUMENT_BYTES:
+                problems.append(
+                    f"executor {label}: a command argument of {size} bytes exceeds Linux's "
+                    f"{MAX_ARGUMENT_BYTES}-byte limit per argument (MAX_ARG_STRLEN): its pod "
+                    "would fail with 'argument list too long' (embed less code)")
+    return problems
 
 
 def compile_pipeline(output: Path, num_clients: int, base_image: str | None = None,

@@ -34,6 +34,7 @@ from server_component.counters import Counters
 from server_component.evaluation_counts import EvaluationCounts
 from server_component.final_evaluation import FinalEvaluations
 from server_component.model_spec import ModelSpec
+from server_component.round_models import RoundModels, Selection, select
 from server_component.rounds import OpenRound, format_round
 from server_component.run_privacy import RunPrivacy
 from server_component.secure_stages import SecureStagesMixin
@@ -57,6 +58,7 @@ class RoundCoordinator(SecureStagesMixin):
                  min_clients: int | None = None, round_timeout: float | None = None,
                  checkpoint_dir: str | None = None, secure: SecAggParams | None = None,
                  privacy: RunPrivacy | None = None, sampling: ClientSampling | None = None,
+                 round_models: RoundModels | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         secure_settings = {} if secure is None else {
             "secure_aggregation": "secagg", "strategy": (strategy or FedAvg()).name}
@@ -67,6 +69,8 @@ class RoundCoordinator(SecureStagesMixin):
         self.round_timeout = round_timeout
         self.privacy = privacy or RunPrivacy()
         self.sampling = sampling or ClientSampling(num_clients)
+        self.round_models = round_models  # the best round's model (and every round's)
+        self.selection: Selection | None = None  # the final model's round, once published
         self.strategy = strategy or FedAvg()
         if self.privacy.mode == "client":
             # Accounted with the rate at which a client is really asked (Poisson sampling).
@@ -361,7 +365,10 @@ class RoundCoordinator(SecureStagesMixin):
 
     def _set_model(self, body: bytes | memoryview, version: int) -> None:
         """Publish an encoded model: the global tensors are views into ``body``, so one
-        copy of the model is kept (lock held)."""
+        copy of the model is kept (lock held). The final version is the round
+        ``select_model`` picks."""
+        if version == self.final_version and version > 0:
+            body = self._selected_final(body, version)
         self._model_body = body
         self._global = wire.decode(body).tensors
         self._version = version
@@ -371,6 +378,20 @@ class RoundCoordinator(SecureStagesMixin):
         else:
             self._open = None
         self._cond.notify_all()
+
+    def _selected_final(self, body: bytes | memoryview, version: int) -> bytes | memoryview:
+        """The final model: ``body`` (the last round's), or the best round's when
+        ``select_model=best:<metric>`` picked an earlier one (lock held)."""
+        metric = self.round_models.metric if self.round_models else None
+        self.selection = select(self.history, metric)
+        best = self.round_models.best_body() if self.round_models else None
+        if self.selection.round != version and best is not None:
+            tensors = wire.decode(best).tensors
+            body = wire.encode(tensors, {wire.META_ROUND: str(version),
+                                         wire.META_SELECTED_ROUND: str(self.selection.round)})
+        log.info("event=model_selected final_version=%d model=%s", version,
+                 self.selection.describe())
+        return body
 
     def _open_round(self, number: int) -> None:
         """Open round ``number`` for its sampled clients (lock held)."""
@@ -401,11 +422,14 @@ class RoundCoordinator(SecureStagesMixin):
     def _close_round(self, open_round: OpenRound, record: RoundRecord | None = None) -> None:
         record = record or open_round.record(self.num_clients, self._clock())
         record.privacy = self.privacy.close_round(open_round.number, self.rounds)
-        self._set_model(self._aggregate(open_round), open_round.number)
+        body = self._aggregate(open_round)
         if isinstance(self.strategy, ClientLevelDp) and record.privacy:
             record.privacy["clip_norm"] = self.strategy.last_clip_norm
         open_round.accumulator = None
         self.history.append(record)
+        if self.round_models is not None and self.round_models.needed:
+            self.round_models.closed(self.history, body)
+        self._set_model(body, open_round.number)
         closed = self.counters.round_closed()
         self._checkpoint()
         for listener in self.round_listeners:

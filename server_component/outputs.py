@@ -59,6 +59,8 @@ def write_outputs(paths: OutputPaths, coordinator: RoundCoordinator,
         if coordinator.run_info.architecture:
             _atomic_write(paths.model_dir / MODEL_ARCHITECTURE,
                           coordinator.run_info.architecture.encode())
+        if coordinator.round_models is not None:
+            coordinator.round_models.copy_rounds(paths.model_dir)
     for path, table in ((paths.round_metrics, round_metrics_table(coordinator)),
                         (paths.client_metrics, client_metrics_table(coordinator))):
         _atomic_write(path, table.to_csv(index=False).encode())
@@ -72,7 +74,9 @@ def write_outputs(paths: OutputPaths, coordinator: RoundCoordinator,
 
     report = ReportData(
         # The aggregator's own values win over what a client said about the run.
-        parameters={**coordinator.run_info.client_settings, **(parameters or {})},
+        parameters={**coordinator.run_info.client_settings, **(parameters or {}),
+                    **({"exported_model": summary["selected_model"]["description"]}
+                       if summary["selected_model"] else {})},
         num_clients=coordinator.num_clients,
         history=coordinator.history, final_metrics=summary["final_metrics"],
         client_final_metrics=coordinator.final_client_metrics(),
@@ -94,6 +98,8 @@ def build_summary(coordinator: RoundCoordinator) -> dict:
         "bytes_sent": counters.bytes_sent,
         "bytes_exchanged": counters.bytes_received + counters.bytes_sent,
     }
+    if coordinator.selection is not None:
+        totals["selected_round"] = coordinator.selection.round
     return {
         "rounds": coordinator.rounds,
         "rounds_completed": len(coordinator.history),
@@ -106,7 +112,20 @@ def build_summary(coordinator: RoundCoordinator) -> dict:
         "client_settings": coordinator.run_info.client_settings,
         "totals": totals,
         "privacy": privacy_summary(coordinator),
+        "selected_model": selection_summary(coordinator),
     }
+
+
+def selection_summary(coordinator: RoundCoordinator) -> dict:
+    """Which round the final (exported) model is from, by which rule; {} before it exists."""
+    selection = coordinator.selection
+    if selection is None:
+        return {}
+    summary = {"round": selection.round, "rule": selection.rule,
+               "description": selection.describe()}
+    if selection.value is not None:
+        summary["value"] = selection.value
+    return summary
 
 
 def privacy_summary(coordinator: RoundCoordinator) -> dict:

@@ -14,6 +14,7 @@ import os
 import sys
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from contract import privacy
@@ -24,6 +25,7 @@ from server_component.checkpoint import CheckpointError, load_checkpoint
 from server_component.coordinator import RoundCoordinator, format_round
 from server_component.memory import pin_mmap_threshold
 from server_component.outputs import OutputPaths, ensure_writable, write_outputs
+from server_component.round_models import RoundModels, parse_selection
 from server_component.run_privacy import RunPrivacy
 from server_component.serve import AggregatorServer
 from server_component.settings import AggregatorConfig
@@ -169,7 +171,7 @@ def build_coordinator(config: AggregatorConfig) -> RoundCoordinator:
                            config.dp_clip_norm,
                            config.dp_delta, config.dp_target_epsilon, config.num_clients,
                            clip_quantile=config.dp_clip_quantile),
-        sampling=config.sampling)
+        sampling=config.sampling, round_models=build_round_models(config))
     if config.checkpoint_dir:
         try:
             checkpoint = load_checkpoint(config.checkpoint_dir, coordinator.config)
@@ -180,6 +182,18 @@ def build_coordinator(config: AggregatorConfig) -> RoundCoordinator:
     return coordinator
 
 
+def build_round_models(config: AggregatorConfig) -> RoundModels | None:
+    """Where the best round's model (and every round's) is kept: beside the checkpoint, so
+    that a restarted aggregator still has them; None when nothing needs keeping."""
+    metric = parse_selection(config.select_model)
+    if metric is None and not config.keep_round_models:
+        return None
+    directory = (Path(config.checkpoint_dir) / "round_models" if config.checkpoint_dir
+                 else None)
+    return RoundModels(metric, config.keep_round_models,
+                       int(config.round_models_max_mb * 2 ** 20), directory)
+
+
 def report_parameters(config: AggregatorConfig, coordinator: RoundCoordinator) -> dict:
     """The aggregator's settings as the report lists them (never the token)."""
     return {"run_id": os.environ.get("KFP_RUN_ID", "-"), "num_clients": config.num_clients,
@@ -187,6 +201,7 @@ def report_parameters(config: AggregatorConfig, coordinator: RoundCoordinator) -
             "round_timeout_s": config.round_timeout or "none",
             "strategy": coordinator.strategy.name,
             "client_sampling": coordinator.sampling.describe(),
+            "select_model": config.select_model,
             "checkpoint_dir": config.checkpoint_dir or "none"}
 
 

@@ -11,7 +11,7 @@ from contract import privacy, sampling
 from contract.secagg import params as secagg
 from contract.settings import CrossCheck, Namer, at_least, in_range, parses, setting, values_of
 from contract.tracking import DEFAULT_EXPERIMENT
-from server_component import tracking
+from server_component import round_models, tracking
 from server_component.strategies import STRATEGIES, StrategyError, parse_strategy
 
 DEFAULT_MAX_UPDATE_MB = 1024.0
@@ -90,6 +90,17 @@ class AggregatorConfig:
     dp_delta: float = privacy.delta_setting()
     dp_target_epsilon: float = privacy.target_setting()
     dp_clip_quantile: float = privacy.quantile_setting()
+    # Which round's model is exported, and every round's (server_component.round_models)
+    select_model: str = setting("last", "the exported model: `last` (the last round's) or "
+                                "`best:<metric>` (the round with the best round-table metric, "
+                                "e.g. best:val_auc; lowest for a loss), served to the clients "
+                                "as the final model", check=round_models.selection_problem)
+    keep_round_models: bool = setting(False, "also keep every round's global model "
+                                      "(rounds/round-NNNN.safetensors under the final model "
+                                      "artifact), up to round_models_max_mb")
+    round_models_max_mb: float = setting(4096.0, "most MiB of round models kept with "
+                                         "keep_round_models; later rounds' are not kept",
+                                         check=at_least(0, strict=True))
     # Experiment tracking (server_component.tracking)
     mlflow_tracking_uri: str = setting(
         "", "MLflow tracking server (e.g. http://mlflow.mlflow.svc:5000): the run's settings, "

@@ -97,6 +97,8 @@ def model_metadata(summary: dict) -> dict:
         "aggregator": f"numpy {np.__version__}, safetensors {safetensors.__version__}",
         **{f"final_{k}": round(v, 6) for k, v in summary["final_metrics"].items()},
         **_privacy_metadata(summary.get("privacy", {})),
+        **({"selected_model": summary["selected_model"]["description"]}
+           if summary.get("selected_model") else {}),
     }
 
 

@@ -51,6 +51,9 @@ BAD = [
     ("mlflow_experiment= ", "mlflow_experiment must name an MLflow experiment"),
     ("fraction_fit=0", "fraction_fit must be in (0, 1], got 0"),
     ("min_fit_clients=9", "min_fit_clients must be at most num_clients=5, got 9"),
+    ("select_model=best", "select_model 'best' is not accepted; accepted: last, "
+                          "best:<metric>"),
+    ("round_models_max_mb=0", "round_models_max_mb must be greater than 0"),
 ]
 
 

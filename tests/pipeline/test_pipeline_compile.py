@@ -76,7 +76,9 @@ def test_pipeline_parameters_and_runtime_num_clients(compiled):
                            # experiment tracking (issue 18)
                            "mlflow_tracking_uri", "mlflow_experiment",
                            # client sampling (issue 18; seed now feeds the aggregator too)
-                           "fraction_fit", "min_fit_clients"}
+                           "fraction_fit", "min_fit_clients",
+                           # the exported round and every round's model (issue 18)
+                           "select_model", "keep_round_models", "round_models_max_mb"}
     assert params["num_clients"]["defaultValue"] == 5
     # num_clients reaches the fan-out as a parameter: changing it needs no recompile.
     fan_out = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["client-credentials"]
@@ -391,3 +393,19 @@ def test_the_aggregator_declares_each_output_with_its_artifact_type(compiled):
         "schemaTitle"] == "system.Model"
     assert export["outputDefinitions"]["artifacts"]["keras_model"]["artifactType"][
         "schemaTitle"] == "system.Model"
+
+
+def test_every_pod_argument_fits_the_kernels_limit_per_argument():
+    from pipelines.compile import MAX_ARGUMENT_BYTES, argument_length_problems
+
+    # The limit is the kernel's: one byte less execs, the limit itself does not.
+    subprocess.run(["true", "x" * (MAX_ARGUMENT_BYTES - 1)], check=True)
+    with pytest.raises(OSError, match="Argument list too long"):
+        subprocess.run(["true", "x" * MAX_ARGUMENT_BYTES])
+    ir, _ = load(COMMITTED)
+    assert argument_length_problems(ir) == []
+    too_long = {"deploymentSpec": {"executors": {"exec-x": {"container": {
+        "command": ["sh", "y" * MAX_ARGUMENT_BYTES]}}}}}
+    [problem] = argument_length_problems(too_long)
+    assert problem.startswith(f"executor exec-x: a command argument of {MAX_ARGUMENT_BYTES} "
+                              "bytes exceeds Linux's")

@@ -1,6 +1,7 @@
 """The compiled pipeline, run by the local runner, tracked in a real MLflow server: the
 aggregator's run carries the KFP run id, and the export task adds model.keras to it as an
-MLflow Keras model that loads back with the final weights."""
+MLflow Keras model that loads back with the final weights (those of the round select_model
+picked; every round's model is kept under the final model artifact)."""
 
 import json
 import re
@@ -19,7 +20,10 @@ def test_a_pipeline_run_is_one_mlflow_run_with_its_keras_model(tmp_path):
     try:
         result = local_run(tmp_path / "runs", "--arg", "num_clients=2", "--arg", "rounds=2",
                            "--arg", f"mlflow_tracking_uri={server.uri}",
-                           "--arg", "mlflow_experiment=pneumonia-fl")
+                           "--arg", "mlflow_experiment=pneumonia-fl",
+                           # and the best round's model, every round's kept (issue 18)
+                           "--arg", "select_model=best:val_auc",
+                           "--arg", "keep_round_models=true")
         assert result.returncode == 0, result.stdout + result.stderr
         kfp_run_id = re.search(r"run ([0-9a-f-]{36})", result.stdout).group(1)
         run = server.run_of(kfp_run_id, experiment="pneumonia-fl")
@@ -31,6 +35,12 @@ def test_a_pipeline_run_is_one_mlflow_run_with_its_keras_model(tmp_path):
         keras_meta = json.loads((run_dir / "export-model" / "keras_model.metadata.json")
                                 .read_text())
         assert keras_meta["mlflow_run_id"] == run.info.run_id
+        assert keras_meta["selected_model"].startswith("round ")
+        assert "(best:val_auc = " in keras_meta["selected_model"]
+        rounds = run_dir / "aggregator" / "final_model" / "rounds"
+        assert sorted(p.name for p in rounds.iterdir()) == [
+            "round-0001.safetensors", "round-0002.safetensors"]
+        assert run.data.metrics["selected_round"] in (1.0, 2.0)
         import mlflow
 
         mlflow.set_tracking_uri(server.uri)
