@@ -86,23 +86,24 @@ def test_bench_scale_smoke_completes_with_no_error():
 
 @pytest.mark.slow
 def test_bench_quality_sweep_smoke_through_real_processes():
-    """The sweep's small CI grid: two alphas (one the hard 0.1), two client counts, FedAvg and
-    FedAvgM, every run through a real aggregator and real client processes."""
+    """The sweep's small CI grid: two alphas (one the hard 0.1), FedAvg and FedAvgM, every
+    run through a real aggregator and real client processes (one client count: the suite's
+    time budget)."""
     result = subprocess.run(
         [sys.executable, "-m", "bench.quality", "--sweep", "--data", "breast_cancer",
-         "--alphas", "0.1,0.5", "--clients-list", "2,3", "--seeds", "1", "--rounds", "2",
+         "--alphas", "0.1,0.5", "--clients-list", "2", "--seeds", "1", "--rounds", "2",
          "--learning-rate", "0.01", "--strategies", "fedavg,fedavgm"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     runs = [line for line in lines if line.startswith("sweep_run: ")]
-    assert len(runs) == 2 * 2 * 2
+    assert len(runs) == 2 * 1 * 2
     summaries = [line for line in lines if line.startswith("quality_sweep: ")]
     assert [line.split()[1] for line in summaries] == ["strategy=fedavg", "strategy=fedavgm"]
     values = dict(part.split("=") for part in summaries[0].split()[1:] if "=" in part)
     assert {"runs", "worst_auc", "median_gap", "worst_auc_alpha_0.1", "median_auc_alpha_0.1",
             "centralized_median"} <= set(values)
-    assert values["runs"] == "4" and 0.5 < float(values["centralized_median"]) <= 1.0
+    assert values["runs"] == "2" and 0.5 < float(values["centralized_median"]) <= 1.0
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import pytest
 from server_component.outputs import FINAL_WEIGHTS
 from tests.reliability.test_resilience import start_clients
 from tests.support.aggregator_process import TOKEN, AggregatorProcess
-from tests.support.hostile_load import burst, hostile_requests
+from tests.support.hostile_load import BurstResult, burst, hostile_requests
 from tests.support.live_aggregator import free_port
 from tests.support.numpy_learner import NumpyLearner
 
@@ -53,10 +53,18 @@ def federate(tmp_path, attack: bool):
 
 def _attack_while_clients_post(port: int, hold: threading.Event):
     """The burst starts while round ATTACKED_ROUND is open; the clients train and post
-    into it while the burst is still under way."""
-    releaser = threading.Timer(0.5, hold.set)
+    into it while the burst is still under way. They are released once every hostile
+    connection is open (on a loaded machine a fixed delay let the run finish, and the
+    aggregator stop listening, before the burst had connected)."""
+    result = BurstResult()
+
+    def release() -> None:
+        result.all_connected.wait(60)
+        hold.set()
+
+    releaser = threading.Thread(target=release, daemon=True)
     releaser.start()
-    result = burst(port, hostile_requests(TOKEN, ATTACKED_ROUND, SHAPES), count=1000)
+    burst(port, hostile_requests(TOKEN, ATTACKED_ROUND, SHAPES), count=1000, result=result)
     releaser.join()
     return result
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pickle
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -74,6 +75,14 @@ def hostile_requests(token: str, open_round: int, shapes) -> list[tuple[str, byt
 class BurstResult:
     answers: Counter = field(default_factory=Counter)  # (kind, status or "closed")
     seconds: float = 0.0
+    attempted: int = 0  # connection attempts that finished (accepted or not)
+    all_connected: threading.Event = field(default_factory=threading.Event)
+    count: int = 0
+
+    def attempt_done(self) -> None:
+        self.attempted += 1
+        if self.attempted == self.count:
+            self.all_connected.set()
 
     def statuses(self) -> Counter:
         return Counter(status for (_, status) in self.answers.elements())
@@ -85,7 +94,9 @@ async def _one(port: int, kind: str, raw: bytes, result: BurstResult, timeout: f
             asyncio.open_connection("127.0.0.1", port), timeout)
     except (OSError, asyncio.TimeoutError):
         result.answers[(kind, "refused")] += 1
+        result.attempt_done()
         return
+    result.attempt_done()
     try:
         writer.write(raw)
         if kind == "body cut short":
@@ -101,8 +112,8 @@ async def _one(port: int, kind: str, raw: bytes, result: BurstResult, timeout: f
 
 
 async def _burst(port: int, requests: list[tuple[str, bytes]], count: int,
-                 timeout: float) -> BurstResult:
-    result = BurstResult()
+                 timeout: float, result: BurstResult) -> BurstResult:
+    result.count = count
     loop = asyncio.get_running_loop()
     started = loop.time()
     await asyncio.gather(*(
@@ -112,6 +123,7 @@ async def _burst(port: int, requests: list[tuple[str, bytes]], count: int,
 
 
 def burst(port: int, requests: list[tuple[str, bytes]], count: int = 1000,
-          timeout: float = 60.0) -> BurstResult:
-    """Send ``count`` requests (cycling through the kinds), all connections opened at once."""
-    return asyncio.run(_burst(port, requests, count, timeout))
+          timeout: float = 60.0, result: BurstResult | None = None) -> BurstResult:
+    """Send ``count`` requests (cycling through the kinds), all connections opened at once;
+    ``result.all_connected`` is set once every connection attempt has finished."""
+    return asyncio.run(_burst(port, requests, count, timeout, result or BurstResult()))

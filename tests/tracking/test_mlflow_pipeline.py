@@ -1,8 +1,10 @@
-"""The compiled pipeline, run by the local runner, tracked in a real MLflow server: the
-aggregator's run carries the KFP run id, and the export task adds model.keras to it as an
-MLflow Keras model that loads back with the final weights (those of the round select_model
-picked; every round's model is kept under the final model artifact)."""
+"""The compiled pipeline, run by the local runner, with issue 18's options together (one
+local run: they are minutes each): tracked in a real MLflow server (the aggregator's run
+carries the KFP run id, and the export task adds model.keras to it as an MLflow Keras model
+that loads back with the final weights), those of the round select_model picked (every
+round's model kept under the final model artifact), half the clients sampled each round."""
 
+import csv
 import json
 import re
 
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 
 from contract import wire
+from contract.sampling import ClientSampling
 from tests.pipeline.test_local_run import local_run
 from tests.support.mlflow_server import MlflowServer
 
@@ -18,7 +21,9 @@ from tests.support.mlflow_server import MlflowServer
 def test_a_pipeline_run_is_one_mlflow_run_with_its_keras_model(tmp_path):
     server = MlflowServer(tmp_path / "mlflow")
     try:
-        result = local_run(tmp_path / "runs", "--arg", "num_clients=2", "--arg", "rounds=2",
+        result = local_run(tmp_path / "runs", "--arg", "num_clients=4", "--arg", "rounds=2",
+                           # half the clients each round (issue 18's sampling end to end)
+                           "--arg", "fraction_fit=0.5", "--arg", "seed=2",
                            "--arg", f"mlflow_tracking_uri={server.uri}",
                            "--arg", "mlflow_experiment=pneumonia-fl",
                            # and the best round's model, every round's kept (issue 18)
@@ -41,6 +46,7 @@ def test_a_pipeline_run_is_one_mlflow_run_with_its_keras_model(tmp_path):
         assert sorted(p.name for p in rounds.iterdir()) == [
             "round-0001.safetensors", "round-0002.safetensors"]
         assert run.data.metrics["selected_round"] in (1.0, 2.0)
+        check_sampling(run_dir, clients=4, rounds=2, sampling=ClientSampling(4, 0.5, seed=2))
         import mlflow
 
         mlflow.set_tracking_uri(server.uri)
@@ -55,3 +61,21 @@ def test_a_pipeline_run_is_one_mlflow_run_with_its_keras_model(tmp_path):
         assert [m.source_run_id for m in logged] == [run.info.run_id]
     finally:
         server.stop()
+
+
+def check_sampling(run_dir, clients, rounds, sampling):
+    """Each round trained the clients the seeded sample names; the others sat it out; the
+    outputs say who was sampled."""
+    aggregator_log = (run_dir / "logs" / "aggregator.log").read_text()
+    for round_ in range(1, rounds + 1):
+        assert f"event=sample round={round_} selected={sampling.select(round_)}" in aggregator_log
+        assert f"round={round_}/{rounds} clients={sampling.sample_size} " in aggregator_log
+    rows = list(csv.DictReader((run_dir / "aggregator" / "round_metrics").open()))
+    assert [r["sampled"] for r in rows] == [" ".join(map(str, sampling.select(r)))
+                                            for r in range(1, rounds + 1)]
+    for client in range(clients):
+        log = (run_dir / "logs" / f"client-{client}.log").read_text()
+        sat_out = [int(r) for r in re.findall(r"not sampled for round (\d+)", log)]
+        assert sat_out == [r for r in range(1, rounds + 1) if client not in sampling.select(r)]
+        assert "final test" in log  # every client evaluates the final model
+    assert "grey: not sampled" in (run_dir / "aggregator" / "report.html").read_text()
