@@ -3,6 +3,8 @@ loopback, and reading back what a run logged through MLflow's own client."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -49,6 +51,12 @@ class MlflowServer:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+    def kill(self) -> None:
+        """Die at once, as a crashed server does (SIGKILL to its process group)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
 
     def client(self):
         from mlflow import MlflowClient

@@ -105,7 +105,7 @@ def test_a_tracking_server_that_dies_mid_run_is_dropped_after_one_line(tmp_path,
     tracker = RunTracker(server.uri, "dies", "kfp-run-dies")
     try:
         assert tracker.start({"rounds": 3})
-        server.stop()
+        server.kill()
         record = type("Record", (), {"round": 1, "client_ids": [0], "num_examples": 5,
                                      "duration_s": 1.0, "metrics": {"loss": 1.0},
                                      "privacy": {}})()
