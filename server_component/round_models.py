@@ -99,6 +99,7 @@ class RoundModels:
     def __init__(self, metric: str | None, keep: bool, max_bytes: int,
                  directory: str | os.PathLike | None = None) -> None:
         self.metric, self.keep, self.max_bytes = metric, keep, max_bytes
+        self._temporary = directory is None  # no checkpoint volume: removed by ``close``
         self.directory = Path(directory) if directory else Path(
             tempfile.mkdtemp(prefix="fl-round-models-"))
         (self.directory / ROUNDS_DIR).mkdir(parents=True, exist_ok=True)
@@ -128,6 +129,12 @@ class RoundModels:
         """The best round's model as kept, or None (none kept yet)."""
         path = self.directory / BEST_FILE
         return path.read_bytes() if path.is_file() else None
+
+    def close(self) -> None:
+        """Remove the models kept in a temporary directory (beside a checkpoint they stay,
+        for a restart)."""
+        if self._temporary:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def copy_rounds(self, target: Path) -> list[str]:
         """Copy the kept round models into ``target/rounds``; their names."""

@@ -91,8 +91,12 @@ def run_aggregator(config: AggregatorConfig, outputs: OutputPaths | None = None
     for record in coordinator.history:
         log.info("event=summary %s", format_round(record, config.rounds))
     summary = {}
-    if outputs is not None:
-        summary = _write(outputs, coordinator, report_parameters(config, coordinator))
+    try:
+        if outputs is not None:
+            summary = _write(outputs, coordinator, report_parameters(config, coordinator))
+    finally:
+        if coordinator.round_models is not None:
+            coordinator.round_models.close()
     counts = coordinator.final_counts()
     if coordinator.failure:
         log.error("event=failed %s", coordinator.failure)

@@ -125,3 +125,15 @@ def test_last_is_the_default_and_keeps_nothing(tmp_path):
         agg.server.stop()
     assert agg.coordinator.selection.round == 2 and agg.coordinator.selection.rule == "last"
     assert wire.META_SELECTED_ROUND not in wire.decode(agg.coordinator.final_model()).metadata
+
+
+def test_models_kept_without_a_checkpoint_volume_are_removed_at_close(tmp_path):
+    models = RoundModels("val_auc", True, 1 << 20)
+    models.closed([record(1, val_auc=0.5)], wire.encode({"w": np.zeros(3, np.float32)}))
+    assert (models.directory / BEST_FILE).is_file()
+    models.close()
+    assert not models.directory.exists()
+    beside_checkpoint = RoundModels("val_auc", True, 1 << 20, tmp_path / "kept")
+    beside_checkpoint.closed([record(1, val_auc=0.5)], wire.encode({"w": np.zeros(3)}))
+    beside_checkpoint.close()
+    assert (tmp_path / "kept" / BEST_FILE).is_file()  # a restart still needs it
