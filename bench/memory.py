@@ -29,21 +29,21 @@ def measure(strategy: str, num_clients: int, params: int, rounds: int) -> dict:
     baseline = server.rss_mib("VmRSS")
     base = model_weights(params)
     clients = [AggregatorClient(server.url, TOKEN) for _ in range(num_clients)]
-    clients[0].post_init(base, 0)
     slots = threading.BoundedSemaphore(ENCODE_SLOTS)
+
+    def offer(cid: int) -> None:
+        with slots:
+            clients[cid].post_init(base, cid)
 
     def post(cid: int, round_: int) -> None:
         with slots:
             update = [w + 0.001 * (cid + 1) for w in base]
             clients[cid].post_update(update, wire.UpdateMeta(cid, round_, 10 + cid))
 
+    # Every real client offers its initial model at start (the first is adopted).
+    _all_at_once(offer, num_clients)
     for round_ in range(1, rounds + 1):
-        threads = [threading.Thread(target=post, args=(cid, round_))
-                   for cid in range(num_clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _all_at_once(lambda cid, r=round_: post(cid, r), num_clients)
         clients[0].fetch_model(round_)
     peak = server.rss_mib("VmHWM")
     for cid, client in enumerate(clients):
@@ -53,6 +53,14 @@ def measure(strategy: str, num_clients: int, params: int, rounds: int) -> dict:
         raise RuntimeError(f"aggregator exited {exit_code}:\n{''.join(server.lines[-20:])}")
     return {"strategy": strategy, "clients": num_clients, "peak_mib": peak,
             "baseline_mib": baseline, "model_mib": params * 4 / MIB}
+
+
+def _all_at_once(send, num_clients: int) -> None:
+    threads = [threading.Thread(target=send, args=(cid,)) for cid in range(num_clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

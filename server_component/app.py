@@ -41,9 +41,10 @@ def create_app(
     ingest_slots: int = 2,
     max_long_poll_s: float = openapi.DEFAULT_MAX_LONG_POLL_S,
 ) -> Flask:
-    """Build the aggregator's WSGI app. ``ingest_slots`` bounds how many updates are read
-    at once: a streamed update costs a few MiB of buffers while it is checked (two at a time
-    use both cores of a small node), and folding into the sums is serial under the lock.
+    """Build the aggregator's WSGI app. ``ingest_slots`` bounds how many updates and inits
+    are read at once: a streamed update costs a few MiB of buffers while it is checked (two
+    at a time use both cores of a small node), and folding into the sums is serial under the
+    lock.
     ``max_long_poll_s`` caps the ``wait`` of a model request (the OpenAPI document says it)."""
     app = Flask(__name__)
     api_document = openapi.document(max_long_poll_s, coordinator.rounds,
@@ -103,9 +104,10 @@ def create_app(
 
     @app.post("/v1/init")
     def init():
-        message = wire.decode(request_parts.read_body(max_update_bytes))
-        request_parts.require_caller_is(wire.client_id_of(message.metadata))
-        adopted = coordinator.submit_init(message)
+        with ingest:  # each client offers a model-sized init: read them as updates are
+            message = _spooled_message(max_update_bytes)
+            request_parts.require_caller_is(wire.client_id_of(message.metadata))
+            adopted = coordinator.submit_init(message)
         return jsonify({"adopted": adopted}), INIT_ADOPTED if adopted else INIT_IGNORED
 
     @app.get("/v1/model")
@@ -121,7 +123,7 @@ def create_app(
     @app.post("/v1/update")
     def update():
         with ingest:
-            message = _update_message(max_update_bytes)
+            message = _spooled_message(max_update_bytes)
             request_parts.require_caller_is(wire.client_id_of(message.metadata))
             outcome = coordinator.submit_update(message, body_size=request.content_length)
         return jsonify({"status": outcome}), (UPDATE_ACCEPTED if outcome == "accepted"
@@ -143,9 +145,10 @@ def create_app(
     return app
 
 
-def _update_message(limit: int) -> wire.Message | wire.StreamedMessage:
-    """An update left where the server spooled it (waitress: a temp file past 512 KiB), read
-    a chunk at a time; in memory only where the server's input stream cannot seek."""
+def _spooled_message(limit: int) -> wire.Message | wire.StreamedMessage:
+    """A binary body (update or init) left where the server spooled it (waitress: a temp
+    file past 512 KiB), read a chunk at a time; in memory only where the server's input
+    stream cannot seek."""
     length = request_parts.checked_length(limit)
     stream = request.environ.get("wsgi.input")
     seekable = getattr(stream, "seekable", None)

@@ -112,26 +112,26 @@ class RoundCoordinator(SecureStagesMixin):
 
     # ---- inputs -------------------------------------------------------------------------
 
-    def submit_init(self, message: wire.Message) -> bool:
-        """Adopt the first valid init as model version 0; later inits are ignored."""
+    def submit_init(self, message: wire.Message | wire.StreamedMessage) -> bool:
+        """Adopt the first valid init as model version 0; later inits are ignored.
+
+        Every client offers its initial model at start; once one is adopted the others are
+        answered from their header alone, so N clients starting at once cost the aggregator
+        one model in memory, not N."""
         meta = wire.parse_init_meta(message.metadata)
         self._check_client(meta.client_id)
-        ModelSpec.of(message.tensors).check(message.tensors)
-        if self.secure and not all(np.issubdtype(a.dtype, np.floating)
-                                   for a in message.tensors.values()):
-            raise IncompatibleUpdate("secure aggregation averages floating-point tensors only")
-        reserved = [n for n in message.tensors if n.startswith(wire.CONTROL_PREFIX)]
-        if reserved:
-            raise MalformedRequest(f"tensor names starting with {wire.CONTROL_PREFIX!r} are "
-                                   f"reserved for control variates: {sorted(reserved)[:5]}")
-        served = self.strategy.initial_model(dict(message.tensors))
+        self._check_init_layout(message.layout)
+        with self._cond:
+            if self._version >= 0:
+                self._record_client_info(meta)
+                return False
+        tensors = message.materialize().tensors
+        ModelSpec.of(tensors).check(tensors)  # finite values: the adopted init only
+        served = self.strategy.initial_model(dict(tensors))
         spec = ModelSpec.of(served)
         with self._cond:
             self._raise_if_failed()
-            if meta.partition:
-                self.run_info.partitions[meta.client_id] = meta.partition
-            if meta.settings and not self.run_info.client_settings:
-                self.run_info.client_settings = meta.settings
+            self._record_client_info(meta)
             if self._version >= 0:
                 return False
             self.run_info.architecture = meta.architecture  # the adopted model's, kept opaque
@@ -142,6 +142,23 @@ class RoundCoordinator(SecureStagesMixin):
                  meta.client_id, len(spec.tensors), spec.num_parameters, self.strategy.name,
                  " keeps_all_updates=true" if self.strategy.keeps_all_updates else "")
         return True
+
+    def _check_init_layout(self, layout: wire.Layout) -> None:
+        """What refuses any init from its header alone: dtypes and reserved names."""
+        ModelSpec.from_layout(layout)
+        if self.secure and not all(np.issubdtype(d, np.floating) for _, d in layout.values()):
+            raise IncompatibleUpdate("secure aggregation averages floating-point tensors only")
+        reserved = [n for n in layout if n.startswith(wire.CONTROL_PREFIX)]
+        if reserved:
+            raise MalformedRequest(f"tensor names starting with {wire.CONTROL_PREFIX!r} are "
+                                   f"reserved for control variates: {sorted(reserved)[:5]}")
+
+    def _record_client_info(self, meta: wire.InitMeta) -> None:
+        """Keep what a client says about its data and training (the report shows it)."""
+        if meta.partition:
+            self.run_info.partitions[meta.client_id] = meta.partition
+        if meta.settings and not self.run_info.client_settings:
+            self.run_info.client_settings = meta.settings
 
     def submit_update(self, message: wire.Message | wire.StreamedMessage,
                       body_size: int = 0) -> str:

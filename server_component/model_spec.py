@@ -34,12 +34,18 @@ class ModelSpec:
     def of(cls, tensors: Mapping[str, np.ndarray]) -> ModelSpec:
         """The spec of an init's tensors; MalformedRequest (400) for a dtype other than
         float16, float32 or float64."""
-        for name, array in tensors.items():
-            if array.dtype not in SUPPORTED_DTYPES:
+        return cls.from_layout({name: (a.shape, a.dtype) for name, a in tensors.items()})
+
+    @classmethod
+    def from_layout(cls, layout: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> ModelSpec:
+        """The spec an init's header announces, checked as ``of`` checks tensors."""
+        for name, (_, dtype) in layout.items():
+            if dtype not in SUPPORTED_DTYPES:
                 raise MalformedRequest(
-                    f"tensor {name!r} has dtype {array.dtype}; supported: float16, float32, float64"
+                    f"tensor {name!r} has dtype {dtype}; supported: float16, float32, float64"
                 )
-        return cls({name: TensorSpec(a.shape, a.dtype) for name, a in sorted(tensors.items())})
+        return cls({name: TensorSpec(tuple(shape), dtype)
+                    for name, (shape, dtype) in sorted(layout.items())})
 
     @property
     def layout(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:

@@ -1,6 +1,7 @@
 """RoundCoordinator on its own, no HTTP: the run's state machine, duplicates and conflicts,
 deadlines on an injected clock, and resuming from a checkpoint."""
 
+import io
 import threading
 
 import numpy as np
@@ -66,6 +67,34 @@ def test_the_phases_of_a_run_from_init_to_done():
     assert c.wait_until_complete(timeout=0)
     assert c.status().phase == Phase.DONE and c.status().done == [0, 1]
     assert c.final_metrics() == pytest.approx({"test_auc": 0.875})
+
+
+class HeaderOnlyFile(io.BytesIO):
+    """A spooled body that fails the test if anything past its safetensors header is read."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__(body)
+        self.header_end = 8 + int.from_bytes(body[:8], "little")
+
+    def read(self, size=-1):
+        end = len(self.getbuffer()) if size is None or size < 0 else self.tell() + size
+        assert end <= self.header_end, "a later init's tensors were read"
+        return super().read(size)
+
+    def readinto(self, buffer):
+        raise AssertionError("a later init's tensors were read")
+
+
+def test_later_inits_are_answered_from_their_header_without_reading_the_model():
+    """Every client offers its model at start: only the adopted one may cost model memory."""
+    c = RoundCoordinator(3, 1)
+    assert init(c) is True
+    partition = {"examples": 7, "labels": [3, 4]}
+    body = wire.encode(small_weights(9), wire.InitMeta(2, partition=partition).to_metadata())
+    later = wire.StreamedMessage(HeaderOnlyFile(body), len(body))
+    assert c.submit_init(later) is False
+    assert c.run_info.partitions[2] == partition  # what it says about its data is kept
+    np.testing.assert_array_equal(decoded(c.wait_for_model(0, timeout=0))["w000"], 1.0)
 
 
 def test_a_round_averages_by_examples_and_records_who_reported():
