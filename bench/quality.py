@@ -94,17 +94,23 @@ def model_config(args: argparse.Namespace):
 
 
 def evaluate_weights(args: argparse.Namespace, weights_path: Path) -> dict:
-    from client_component.evaluation import class_probabilities, classification_metrics
+    from client_component.evaluation import (
+        class_probabilities,
+        classification_metrics,
+        multi_label_metrics,
+    )
     from client_component.model import build_model
     from contract import wire
 
     data = load_data(args)
     model = build_model(data.input_shape, data.num_classes, data.kind, model_config(args),
-                        seed=args.seed)
+                        seed=args.seed, multi_label=data.multi_label)
     model.set_weights(wire.tensors_to_list(wire.decode(weights_path.read_bytes()).tensors))
-    probs = class_probabilities(model.predict(data.x_test, verbose=0, batch_size=512),
-                                data.num_classes)
-    return classification_metrics(data.y_test, probs, data.num_classes)
+    scores = model.predict(data.x_test, verbose=0, batch_size=512)
+    if data.multi_label:
+        return multi_label_metrics(data.y_test, scores, data.class_names)
+    return classification_metrics(data.y_test, class_probabilities(scores, data.num_classes),
+                                  data.num_classes)
 
 
 def run_centralized(args: argparse.Namespace) -> dict:
@@ -114,7 +120,7 @@ def run_centralized(args: argparse.Namespace) -> dict:
 
     data = client_shard(load_data(args), 0, 1, "iid", seed=args.seed)
     model = build_model(data.input_shape, data.num_classes, data.kind, model_config(args),
-                        seed=args.seed)
+                        seed=args.seed, multi_label=data.multi_label)
     learner = KerasLearner(model, data, TrainingConfig(
         args.rounds * args.local_epochs, args.batch_size, 0.0, args.class_weights, args.seed,
         args.logit_adjustment))
@@ -201,7 +207,22 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"federated_acc={federated['accuracy']:.4f} "
           f"centralized_auc={centralized.get('auc', np.nan):.4f} "
           f"centralized_acc={centralized['accuracy']:.4f} gap_auc={gap:.4f}")
+    if "macro_auc" in federated:
+        print(multi_label_summary(args, federated, centralized))
     return 0
+
+
+def multi_label_summary(args: argparse.Namespace, federated: dict, centralized: dict) -> str:
+    """The multi-label line: macro AUC federated and centralized, and each finding's
+    federated AUC (``auc`` is the macro AUC for multi-label data)."""
+    per_label = ",".join(f"{k.removeprefix('auc_')}:{v:.3f}"
+                         for k, v in sorted(federated.items()) if k.startswith("auc_"))
+    return (f"quality_multilabel: data={Path(args.data).stem} clients={args.clients} "
+            f"partition={args.partition} rounds={args.rounds} "
+            f"labels={sum(k.startswith('auc_') for k in federated)} "
+            f"macro_auc={federated['macro_auc']:.4f} "
+            f"centralized_macro_auc={centralized.get('macro_auc', np.nan):.4f} "
+            f"per_label={per_label}")
 
 
 if __name__ == "__main__":

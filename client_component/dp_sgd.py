@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from client_component.datasets import ImageFiles
 from client_component.datasets.image_folder import decode_images
+from client_component.multilabel_loss import multi_label_loss
 
 # (trainable variables) -> extra gradient terms that do not depend on the data (FedProx,
 # SCAFFOLD's correction), added after the noise: post-processing costs no privacy.
@@ -51,9 +52,11 @@ class DpSgd:
     """Private optimizer steps on ``model`` (its own optimizer applies the noisy gradient)."""
 
     def __init__(self, model: keras.Model, params: DpSgdParams, num_classes: int,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, multi_label: bool = False) -> None:
         self.model, self.params = model, params
-        self._binary = num_classes == 2
+        self._binary = num_classes == 2 and not multi_label
+        self._label_shape = (None, num_classes) if multi_label else (None,)
+        self._multi_label_loss = multi_label_loss() if multi_label else None
         self._sampler = np.random.default_rng(seed)
         self._noise = (tf.random.Generator.from_non_deterministic_state() if seed is None
                        else tf.random.Generator.from_seed(seed))
@@ -110,6 +113,8 @@ class DpSgd:
         return tf.vectorized_map(gradient, (x, y))
 
     def _loss(self, label: tf.Tensor, prediction: tf.Tensor) -> tf.Tensor:
+        if self._multi_label_loss is not None:
+            return self._multi_label_loss(label, prediction)
         if self._binary:
             return keras.losses.binary_crossentropy(
                 tf.cast(tf.reshape(label, (-1, 1)), tf.float32), prediction)
@@ -124,7 +129,8 @@ class DpSgd:
         image_shape = self.model.input_shape[1:]
 
         @tf.function(input_signature=[tf.TensorSpec((None, *image_shape), tf.float32),
-                                      tf.TensorSpec((None,), tf.int64)], reduce_retracing=True)
+                                      tf.TensorSpec(self._label_shape, tf.int64)],
+                     reduce_retracing=True)
         def clipped_sum(x, y):
             per_example = self._per_example(x, y)
             factors = self._clip_factors(per_example)

@@ -27,7 +27,8 @@ def image_dataset(files: ImageFiles, y: np.ndarray | None, batch_size: int,
             yield (image, y[i]) if y is not None else image
 
     image_spec = tf.TensorSpec((size, size, channels), tf.float32)
-    signature = (image_spec, tf.TensorSpec((), tf.int64)) if y is not None else image_spec
+    label_spec = tf.TensorSpec(np.shape(y)[1:], tf.int64) if y is not None else None
+    signature = (image_spec, label_spec) if y is not None else image_spec
     dataset = tf.data.Dataset.from_generator(examples, output_signature=signature)
     dataset = dataset.cache(f"{cache_dir or tempfile.mkdtemp(prefix='fl-cache-')}/decoded")
     if shuffle_seed is not None:

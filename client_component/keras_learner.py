@@ -24,18 +24,21 @@ import numpy as np
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
-from client_component.datasets import ImageFiles, load_dataset
+from client_component.datasets import DatasetError, ImageFiles, load_dataset
 from client_component.dp_sgd import DpSgd, DpSgdParams
 from client_component.evaluation import (
     class_probabilities,
     classification_metrics,
+    count_multi_label_outcomes,
     count_outcomes,
+    multi_label_metrics,
 )
 from client_component.feeding import image_dataset, predict
 from client_component.label_prior import local_prior, prior_adjusted_loss
 from client_component.local_data import LocalData, client_shard
 from client_component.model import build_model
 from client_component.model_config import ModelConfig
+from client_component.multilabel_loss import label_log_odds, multi_label_loss
 from client_component.settings import ClientConfig
 from contract import privacy, wire
 from contract.settings import settings_of
@@ -88,6 +91,10 @@ class KerasLearner:
     _dp_sgd: DpSgd | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.data.multi_label and self.training.class_weights != "none":
+            raise DatasetError("class_weights=balanced weighs one class per example; "
+                               "multi-label data needs class_weights=none (logit_adjustment="
+                               "prior balances each observation)")
         if self.training.logit_adjustment == "prior":
             self.model.compile(optimizer=self.model.optimizer, loss=self._adjusted_loss())
 
@@ -96,13 +103,15 @@ class KerasLearner:
         """This client's shard of its dataset and the model built for it."""
         dataset = load_dataset(config.dataset, config.site_data_uri, config.seed,
                                label_column=config.label_column, image_size=config.image_size,
-                               channels=config.channels, sha256=config.data_sha256)
+                               channels=config.channels, sha256=config.data_sha256,
+                               labels=config.labels, uncertainty=config.uncertainty)
         data = client_shard(dataset, config.client_id, config.num_clients, config.partition,
                             config.seed)
         log.info("client=%d train=%d val=%d test=%d", config.client_id, len(data.y_train),
                  len(data.y_val), len(data.y_test))
         model = build_model(data.input_shape, data.num_classes, data.kind,
-                            ModelConfig.of(config), seed=config.seed)
+                            ModelConfig.of(config), seed=config.seed,
+                            multi_label=data.multi_label)
         log.info("client=%d model=%s parameters=%d", config.client_id, model.name,
                  model.count_params())
         learner = cls(model, data, TrainingConfig.of(config))
@@ -130,7 +139,8 @@ class KerasLearner:
                      steps, rate, delta)
         mechanism = privacy.Mechanism(params.noise_multiplier, rate)
         self.privacy_budget = privacy.PrivacyBudget(mechanism, delta, target_epsilon)
-        self._dp_sgd = DpSgd(self.model, params, self.data.num_classes, seed)
+        self._dp_sgd = DpSgd(self.model, params, self.data.num_classes, seed,
+                             multi_label=self.data.multi_label)
 
     @property
     def architecture(self) -> str:
@@ -203,6 +213,8 @@ class KerasLearner:
         """Metrics of the current weights on ``x``, ``y``; empty for an empty split."""
         if len(y) == 0:
             return {}
+        if self.data.multi_label:
+            return multi_label_metrics(y, predict(self.model, x), self.data.label_names)
         probs = class_probabilities(predict(self.model, x), self.data.num_classes)
         return classification_metrics(y, probs, self.data.num_classes)
 
@@ -214,7 +226,10 @@ class KerasLearner:
         """Confusion-matrix and ROC counts of the current weights on the test split."""
         if len(self.data.y_test) == 0:
             return None
-        probs = class_probabilities(predict(self.model, self.data.x_test), self.data.num_classes)
+        scores = predict(self.model, self.data.x_test)
+        if self.data.multi_label:
+            return count_multi_label_outcomes(self.data.y_test, scores, self.data.label_names)
+        probs = class_probabilities(scores, self.data.num_classes)
         return count_outcomes(self.data.y_test, probs, self.data.num_classes)
 
     # ---- internals ------------------------------------------------------------------------
@@ -235,6 +250,8 @@ class KerasLearner:
             len(y), seed=self.training.seed + round_).batch(self.training.batch_size)
 
     def _adjusted_loss(self):
+        if self.data.multi_label:
+            return multi_label_loss(label_log_odds(self.data.y_train))
         return prior_adjusted_loss(local_prior(self.data.y_train, self.data.num_classes))
 
     def _class_weights(self) -> dict[int, float] | None:
@@ -318,6 +335,25 @@ class KerasLearner:
 
         return extra
 
+    def _batch_loss(self):
+        """loss(target, predictions, labels) of a batch as ``model.fit`` computes it: the
+        logit-adjusted or plain loss, weighted by class where ``class_weights`` says so."""
+        per_example = (self._adjusted_loss() if self.training.logit_adjustment == "prior"
+                       else multi_label_loss() if self.data.multi_label else None)
+        if self.data.multi_label:
+            return lambda target, predictions, labels: tf.reduce_mean(
+                per_example(target, predictions))
+        weights = self._class_weights()
+        lookup = tf.constant([weights.get(c, 1.0) if weights else 1.0
+                              for c in range(self.data.num_classes)], tf.float32)
+        if per_example is None:
+            per_example = (keras.losses.BinaryCrossentropy() if self.data.num_classes == 2
+                           else keras.losses.SparseCategoricalCrossentropy())
+            return lambda target, predictions, labels: per_example(
+                target, predictions, sample_weight=tf.gather(lookup, labels))
+        return lambda target, predictions, labels: tf.reduce_mean(
+            per_example(target, predictions) * tf.gather(lookup, labels))
+
     def _fit_custom(self, round_: int) -> None:
         """A gradient-tape loop for what ``model.fit`` cannot add: FedProx's proximal term and
         SCAFFOLD's gradient correction."""
@@ -328,25 +364,15 @@ class KerasLearner:
         anchored = [anchor[i] for i in positions]
         correction = None if self._control is None else [
             tf.constant(self._control[i] - self._own_control[i]) for i in positions]
-        weights = self._class_weights()
-        lookup = tf.constant([weights.get(c, 1.0) if weights else 1.0
-                              for c in range(self.data.num_classes)], tf.float32)
-        binary = self.data.num_classes == 2
-        if t.logit_adjustment == "prior":
-            adjusted = self._adjusted_loss()
-
-            def loss_fn(target, predictions, sample_weight):
-                return tf.reduce_mean(adjusted(target, predictions) * sample_weight)
-        else:
-            loss_fn = (keras.losses.BinaryCrossentropy() if binary
-                       else keras.losses.SparseCategoricalCrossentropy())
+        loss_fn = self._batch_loss()
+        binary = self.data.num_classes == 2 and not self.data.multi_label
 
         @tf.function
         def step(x, y):
             target = tf.cast(tf.reshape(y, (-1, 1)), tf.float32) if binary else y
             with tf.GradientTape() as tape:
                 predictions = model(x, training=True)
-                loss = loss_fn(target, predictions, sample_weight=tf.gather(lookup, y))
+                loss = loss_fn(target, predictions, y)
                 if t.fedprox_mu > 0:
                     loss += t.fedprox_mu / 2 * tf.add_n([
                         tf.reduce_sum(tf.square(v - a))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from client_component.datasets import Dataset, ImageFiles
+from client_component.datasets.labels import partition_keys, positive_counts
 from client_component.partition import partition_indices, partition_stats
 
 log = logging.getLogger(__name__)
@@ -25,14 +26,20 @@ class LocalData:
     y_val: np.ndarray
     x_test: Features
     y_test: np.ndarray
-    num_classes: int
+    num_classes: int  # multi-label: the number of observations L
     kind: str
     stats: dict = field(default_factory=dict)
+    label_names: tuple[str, ...] = ()  # multi-label: the observations, in column order
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         """The shape of one example, the model's input: (F,) or (H, W, C)."""
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether each example carries ``num_classes`` findings rather than one class."""
+        return self.y_train.ndim == 2
 
 
 def client_shard(dataset: Dataset, client_id: int, num_clients: int, partition: str = "iid",
@@ -43,8 +50,9 @@ def client_shard(dataset: Dataset, client_id: int, num_clients: int, partition: 
     Tables are standardised with the client's own training statistics: raw data and its
     statistics never leave the client.
     """
-    parts = partition_indices(dataset.y_train, num_clients, partition, seed)
-    stats = partition_stats(dataset.y_train, parts, dataset.num_classes)[client_id]
+    keys = partition_keys(dataset.y_train) if dataset.multi_label else dataset.y_train
+    parts = partition_indices(keys, num_clients, partition, seed)
+    stats = _stats(dataset, parts, client_id)
     log.info("event=partition client=%d spec=%s examples=%d labels=%s", client_id, partition,
              stats["examples"], stats["labels"])
     train_idx = parts[client_id]
@@ -62,5 +70,15 @@ def client_shard(dataset: Dataset, client_id: int, num_clients: int, partition: 
     if dataset.kind == "table":
         mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
         x_train, x_val, x_test = ((x - mean) / std for x in (x_train, x_val, x_test))
+    names = tuple(dataset.class_names) if dataset.multi_label else ()
     return LocalData(x_train, y_train, x_val, y_val, x_test, y_test, dataset.num_classes,
-                     dataset.kind, stats)
+                     dataset.kind, stats, names)
+
+
+def _stats(dataset: Dataset, parts: list[np.ndarray], client_id: int) -> dict:
+    """The client's examples and label histogram (multi-label: positives per observation)."""
+    if not dataset.multi_label:
+        return partition_stats(dataset.y_train, parts, dataset.num_classes)[client_id]
+    part = parts[client_id]
+    return {"client_id": client_id, "examples": int(len(part)),
+            "labels": positive_counts(dataset.y_train[part])}

@@ -6,13 +6,16 @@ from __future__ import annotations
 import keras
 
 from client_component.model_config import ModelConfig, ModelConfigError
+from client_component.multilabel_loss import multi_label_loss
 
 FLATTEN_MAX_POSITIONS = 64  # a final feature map of at most 8x8 is flattened, not averaged
 
 
 def build_model(input_shape: tuple[int, ...], num_classes: int, kind: str,
-                config: ModelConfig | None = None, seed: int = 0) -> keras.Model:
-    """A compiled model; binary tasks get one sigmoid unit, others a softmax."""
+                config: ModelConfig | None = None, seed: int = 0,
+                multi_label: bool = False) -> keras.Model:
+    """A compiled model; binary tasks get one sigmoid unit, others a softmax, multi-label
+    tasks one sigmoid unit per observation (``num_classes`` of them)."""
     config = config or ModelConfig()
     config.validate()
     if config.architecture.startswith("keras:") and not hasattr(keras.applications,
@@ -24,15 +27,17 @@ def build_model(input_shape: tuple[int, ...], num_classes: int, kind: str,
         arch = "mlp" if kind == "table" else "cnn"
     inputs = keras.Input(shape=input_shape)
     features = _BODIES[arch](inputs, config) if arch in _BODIES else _application(inputs, arch)
-    binary = num_classes == 2
+    binary = num_classes == 2 and not multi_label
+    sigmoid = binary or multi_label
     outputs = keras.layers.Dense(1 if binary else num_classes,
-                                 activation="sigmoid" if binary else "softmax")(features)
+                                 activation="sigmoid" if sigmoid else "softmax")(features)
     model = keras.Model(inputs, outputs, name=f"fl_{arch.replace(':', '_')}")
     optimizer = (keras.optimizers.Adam(config.learning_rate)
                  if resolved_optimizer(config.optimizer, kind) == "adam"
                  else keras.optimizers.SGD(config.learning_rate, momentum=0.9))
-    model.compile(optimizer=optimizer,
-                  loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy")
+    loss = ("binary_crossentropy" if binary else multi_label_loss() if multi_label
+            else "sparse_categorical_crossentropy")
+    model.compile(optimizer=optimizer, loss=loss)
     return model
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from client_component.datasets import DATASETS
+from client_component.datasets.labels import UNCERTAINTY_POLICIES
 from client_component.partition import PartitionError, parse_partition
 from contract import credentials, privacy
 from contract.secagg import params as secagg
@@ -32,7 +33,7 @@ CLASS_WEIGHTS = ("none", "balanced")
 LOGIT_ADJUSTMENTS = ("none", "prior")  # client_component.label_prior
 UPDATE_DTYPES = ("float32", "float16")
 CHANNELS = (1, 3)
-DATASETS_NEEDING_DATA = ("npz", "image_folder", "csv")
+DATASETS_NEEDING_DATA = ("npz", "image_folder", "csv", "chexpert")
 
 
 class ArchitectureError(ValueError):
@@ -104,14 +105,22 @@ class ClientConfig:
                          "or the run secret)", wired=True, task_input=False, secret=True,
                          report=False)
     # Data
-    dataset: str = setting("breast_cancer", "`breast_cancer`, `npz` (MedMNIST), `image_folder`, "
-                           "`csv`, `synthetic` (smoke tests)", check=one_of(DATASETS))
+    dataset: str = setting("breast_cancer", "`breast_cancer`, `npz` (MedMNIST; multi-label "
+                           "files such as ChestMNIST too), `image_folder`, `csv`, `chexpert` "
+                           "(CheXpert CSV layout, multi-label), `synthetic` (smoke tests)",
+                           check=one_of(DATASETS))
     data_uri: str = setting("", "a path, a path under the mounted `data_pvc` (`/fl/data/...`), "
                             "or an http(s) URL; `{client_id}` is replaced per client",
                             report=False)
     data_sha256: str = setting("", "expected sha256 of the data file or download",
                                report=False)
     label_column: str = setting("", "label column of a single CSV")
+    labels: str = setting("", "multi-label data: the observations to learn, comma-separated "
+                          "(e.g. `Cardiomegaly,Edema`); empty: CheXpert's five competition "
+                          "observations, every label of an npz file")
+    uncertainty: str = setting("u_ones", "CheXpert uncertain mentions (-1): `u_ones` "
+                               "(positive), `u_zeros` (negative), `ignore` (left out of the "
+                               "loss and the metrics)", check=one_of(UNCERTAINTY_POLICIES))
     image_size: int = setting(28, "image folders: resize to this square size",
                               check=at_least(8))
     channels: int = setting(1, "image folders: 1 grayscale, 3 RGB", check=one_of(CHANNELS))

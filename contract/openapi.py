@@ -257,7 +257,8 @@ _SCHEMAS = {
             "num_examples": {"type": "integer", "minimum": 1, "default": 1},
             "counts": {"type": ["object", "null"], "description": "confusion_matrix (k x k counts "
                        "summing to num_examples) and, for two classes, roc {thresholds, tp, "
-                       "fp}"},
+                       "fp}; multi-label: labels [names] and per_label [one binary "
+                       "{confusion_matrix, roc} per label, over its unmasked examples]"},
         },
     },
     "Outcome": {"type": "object", "required": ["status"],

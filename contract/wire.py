@@ -411,6 +411,12 @@ def parse_metrics(raw: str | None) -> dict[str, float]:
     return check_metrics(_json_object(raw, META_METRICS))
 
 
+def label_metric_key(name: str) -> str:
+    """A finding's name as it appears in metric names: ``Pleural Effusion`` ->
+    ``pleural_effusion`` (``auc_pleural_effusion``)."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "label"
+
+
 def check_metrics(metrics: object) -> dict[str, float]:
     """Metrics as a dict of finite floats; MalformedRequest for anything else."""
     if not isinstance(metrics, dict):

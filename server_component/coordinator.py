@@ -31,7 +31,7 @@ from contract.settings import validated
 from server_component.checkpoint import Checkpoint, RoundRecord, RunInfo, save_checkpoint
 from server_component.client_dp import ClientLevelDp
 from server_component.counters import Counters
-from server_component.evaluation_counts import EvaluationCounts
+from server_component.evaluation_counts import Counts
 from server_component.final_evaluation import FinalEvaluations
 from server_component.model_spec import ModelSpec
 from server_component.round_models import RoundModels, Selection, select
@@ -205,7 +205,7 @@ class RoundCoordinator(SecureStagesMixin):
             return "accepted"
 
     def submit_done(self, client_id: int, metrics: Mapping[str, float], num_examples: int,
-                    counts: EvaluationCounts | None = None) -> None:
+                    counts: Counts | None = None) -> None:
         """Keep a client's evaluation of the final model (a repeat replaces its own)."""
         self._check_client(client_id)
         with self._cond:
@@ -311,7 +311,7 @@ class RoundCoordinator(SecureStagesMixin):
         with self._cond:
             return self._evaluations.examples()
 
-    def final_counts(self) -> EvaluationCounts | None:
+    def final_counts(self) -> Counts | None:
         """The clients' confusion-matrix and ROC counts, summed."""
         with self._cond:
             return self._evaluations.counts()

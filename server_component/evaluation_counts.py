@@ -1,5 +1,6 @@
 """The clients' final-evaluation counts, summed: one confusion matrix and one ROC curve for
-the whole federation, built from counts only (no client sends a per-example prediction)."""
+the whole federation (multi-label: one of each per observation), built from counts only (no
+client sends a per-example prediction)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from contract.errors import MalformedRequest
 MAX_CLASSES = 100
 MAX_THRESHOLDS = 1001
 MAX_COUNT = 2**53  # exact in float64, and far from int64 overflow when summed
+MAX_LABEL_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -27,40 +29,49 @@ class EvaluationCounts:
     fp: np.ndarray | None = None
 
     @classmethod
-    def parse(cls, raw: object, num_examples: int) -> EvaluationCounts:
-        """Counts from a client's JSON over its ``num_examples`` test examples, or
-        MalformedRequest naming what is wrong."""
+    def parse(cls, raw: object, num_examples: int) -> EvaluationCounts | MultiLabelCounts:
+        """Counts from a client's JSON over its ``num_examples`` test examples (multi-label
+        when it has ``per_label``), or MalformedRequest naming what is wrong."""
         if not isinstance(raw, Mapping):
             raise MalformedRequest("counts must be an object")
-        confusion = _count_array(raw.get("confusion_matrix"), "counts.confusion_matrix", 2)
+        if "per_label" in raw:
+            return MultiLabelCounts.parse(raw, num_examples)
+        return cls._parse(raw, num_examples, "counts")
+
+    @classmethod
+    def _parse(cls, raw: Mapping, num_examples: int | None, where: str) -> EvaluationCounts:
+        """``num_examples`` None: any total (a label's unmasked examples, checked by the
+        caller)."""
+        confusion = _count_array(raw.get("confusion_matrix"), f"{where}.confusion_matrix", 2)
         k = confusion.shape[0]
         if confusion.shape != (k, k) or not 2 <= k <= MAX_CLASSES:
-            raise MalformedRequest("counts.confusion_matrix must be square, 2 to "
+            raise MalformedRequest(f"{where}.confusion_matrix must be square, 2 to "
                                    f"{MAX_CLASSES} classes")
-        if confusion.sum() != num_examples:
-            raise MalformedRequest(f"counts.confusion_matrix holds {confusion.sum()} examples, "
-                                   f"num_examples says {num_examples}")
+        if num_examples is not None and confusion.sum() != num_examples:
+            raise MalformedRequest(f"{where}.confusion_matrix holds {confusion.sum()} "
+                                   f"examples, num_examples says {num_examples}")
         roc = raw.get("roc")
         if roc is None:
             return cls(confusion)
         if not isinstance(roc, Mapping) or k != 2:
-            raise MalformedRequest("counts.roc is an object, for two classes only")
-        thresholds = _thresholds(roc.get("thresholds"))
-        tp = _count_array(roc.get("tp"), "counts.roc.tp", 1)
-        fp = _count_array(roc.get("fp"), "counts.roc.fp", 1)
+            raise MalformedRequest(f"{where}.roc is an object, for two classes only")
+        thresholds = _thresholds(roc.get("thresholds"), where)
+        tp = _count_array(roc.get("tp"), f"{where}.roc.tp", 1)
+        fp = _count_array(roc.get("fp"), f"{where}.roc.fp", 1)
         if not len(tp) == len(fp) == len(thresholds):
-            raise MalformedRequest("counts.roc.tp and fp need one count per threshold")
+            raise MalformedRequest(f"{where}.roc.tp and fp need one count per threshold")
         negatives, positives = confusion.sum(axis=1)
         for name, counted, total in (("tp", tp, positives), ("fp", fp, negatives)):
             # Predicted positive at a higher threshold is a subset of at a lower one.
             if (counted > total).any() or (np.diff(counted) > 0).any():
-                raise MalformedRequest(f"counts.roc.{name} must not grow with the threshold "
+                raise MalformedRequest(f"{where}.roc.{name} must not grow with the threshold "
                                        f"nor exceed the {total} examples of its class")
         return cls(confusion, thresholds, tp, fp)
 
-    def compatible(self, other: EvaluationCounts) -> bool:
+    def compatible(self, other: EvaluationCounts | MultiLabelCounts) -> bool:
         """Whether the two can be summed: the same classes and the same ROC thresholds."""
-        return (self.confusion.shape == other.confusion.shape
+        return (isinstance(other, EvaluationCounts)
+                and self.confusion.shape == other.confusion.shape
                 and self.thresholds == other.thresholds)
 
     def __add__(self, other: EvaluationCounts) -> EvaluationCounts:
@@ -94,8 +105,71 @@ class EvaluationCounts:
             result["roc"] = dict(zip(("fpr", "tpr", "thresholds"), roc, strict=True))
         return result
 
+    def auc(self) -> float | None:
+        """The area under the counted ROC curve (trapezoids between the fixed thresholds);
+        None without ROC counts or without both outcomes."""
+        roc = self.roc_curve()
+        negatives, positives = self.confusion.sum(axis=1) if self.tp is not None else (0, 0)
+        if roc is None or not negatives or not positives:
+            return None
+        fpr, tpr = (np.array([0.0, *values, 1.0]) for values in roc[:2])
+        return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 
-def summed(counts: Iterable[EvaluationCounts]) -> EvaluationCounts | None:
+
+@dataclass(frozen=True)
+class MultiLabelCounts:
+    """Multi-label findings: binary counts per observation, each over the examples whose
+    entry for it is not masked."""
+
+    labels: tuple[str, ...]
+    per_label: tuple[EvaluationCounts, ...]
+
+    @classmethod
+    def parse(cls, raw: Mapping, num_examples: int) -> MultiLabelCounts:
+        """``labels`` (names) and ``per_label`` (binary counts, one per label, each over at
+        most ``num_examples``), or MalformedRequest naming what is wrong."""
+        labels, entries = raw.get("labels"), raw.get("per_label")
+        if not (isinstance(labels, list) and 1 <= len(labels) <= MAX_CLASSES
+                and all(isinstance(n, str) and 0 < len(n) <= MAX_LABEL_CHARS for n in labels)
+                and len(set(labels)) == len(labels)):
+            raise MalformedRequest(f"counts.labels must be 1 to {MAX_CLASSES} distinct names "
+                                   f"of at most {MAX_LABEL_CHARS} characters")
+        if not isinstance(entries, list) or len(entries) != len(labels):
+            raise MalformedRequest("counts.per_label needs one entry per label")
+        parsed = []
+        for i, entry in enumerate(entries):
+            where = f"counts.per_label[{i}]"
+            if not isinstance(entry, Mapping):
+                raise MalformedRequest(f"{where} must be an object")
+            counts = EvaluationCounts._parse(entry, None, where)
+            if counts.confusion.shape != (2, 2) or counts.confusion.sum() > num_examples:
+                raise MalformedRequest(f"{where}.confusion_matrix must be 2 x 2 over at most "
+                                       f"num_examples={num_examples} examples")
+            parsed.append(counts)
+        return cls(tuple(labels), tuple(parsed))
+
+    def compatible(self, other: EvaluationCounts | MultiLabelCounts) -> bool:
+        """The same labels in the same order, each with the same ROC thresholds."""
+        return (isinstance(other, MultiLabelCounts) and self.labels == other.labels
+                and all(a.compatible(b) for a, b in zip(self.per_label, other.per_label,
+                                                        strict=True)))
+
+    def __add__(self, other: MultiLabelCounts) -> MultiLabelCounts:
+        return MultiLabelCounts(self.labels, tuple(
+            a + b for a, b in zip(self.per_label, other.per_label, strict=True)))
+
+    def to_json(self) -> dict:
+        """The evaluation output: per label its confusion matrix, ROC curve and the AUC of
+        the pooled (summed) counts."""
+        return {"labels": list(self.labels), "per_label": {
+            name: {**counts.to_json(), "auc": counts.auc()}
+            for name, counts in zip(self.labels, self.per_label, strict=True)}}
+
+
+Counts = EvaluationCounts | MultiLabelCounts
+
+
+def summed(counts: Iterable[Counts]) -> Counts | None:
     """The sum of every client's counts (None when no client sent any)."""
     total = None
     for item in counts:
@@ -103,13 +177,13 @@ def summed(counts: Iterable[EvaluationCounts]) -> EvaluationCounts | None:
     return total
 
 
-def _thresholds(raw: object) -> tuple[float, ...]:
+def _thresholds(raw: object, where: str = "counts") -> tuple[float, ...]:
     ok = (isinstance(raw, list) and 2 <= len(raw) <= MAX_THRESHOLDS
           and all(isinstance(t, int | float) and not isinstance(t, bool) and 0 <= t <= 1
                   for t in raw)
           and all(a < b for a, b in pairwise(raw)))
     if not ok:
-        raise MalformedRequest("counts.roc.thresholds must be 2 to "
+        raise MalformedRequest(f"{where}.roc.thresholds must be 2 to "
                                f"{MAX_THRESHOLDS} strictly ascending numbers in [0, 1]")
     return tuple(float(t) for t in raw)
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from contract.errors import MalformedRequest
-from server_component.evaluation_counts import EvaluationCounts, summed
+from server_component.evaluation_counts import Counts, summed
 from server_component.rounds import weighted_metrics
 
 
@@ -18,7 +18,7 @@ class Evaluation:
 
     num_examples: int
     metrics: dict[str, float]
-    counts: EvaluationCounts | None = None
+    counts: Counts | None = None
 
 
 class FinalEvaluations:
@@ -28,7 +28,7 @@ class FinalEvaluations:
         self._by_client: dict[int, Evaluation] = {}
 
     def record(self, client_id: int, metrics: Mapping[str, float], num_examples: int,
-               counts: EvaluationCounts | None = None) -> None:
+               counts: Counts | None = None) -> None:
         """Keep ``client_id``'s evaluation; counts must have the others' classes and ROC
         thresholds (MalformedRequest if not, and nothing is kept)."""
         others = [e.counts for c, e in self._by_client.items() if e.counts and c != client_id]
@@ -56,7 +56,7 @@ class FinalEvaluations:
         """How many test examples each client evaluated on, by client id."""
         return {c: e.num_examples for c, e in sorted(self._by_client.items())}
 
-    def counts(self) -> EvaluationCounts | None:
+    def counts(self) -> Counts | None:
         """The clients' confusion-matrix and ROC counts, summed."""
         return summed(e.counts for e in self._by_client.values() if e.counts is not None)
 

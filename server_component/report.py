@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from server_component.checkpoint import RoundRecord
-from server_component.evaluation_counts import EvaluationCounts
+from server_component.evaluation_counts import Counts, MultiLabelCounts
 
 log = logging.getLogger("server_component")
 CURVES = ("loss", "accuracy", "auc")
@@ -46,7 +46,7 @@ class ReportData:
     final_metrics: Mapping[str, float]
     client_final_metrics: Mapping[int, Mapping[str, float]]
     partitions: Mapping[int, Mapping]
-    counts: EvaluationCounts | None = None
+    counts: Counts | None = None
     totals: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
 
@@ -161,9 +161,11 @@ def _participation(history: Sequence[RoundRecord], num_clients: int) -> str:
     return _svg(fig)
 
 
-def _evaluation(counts: EvaluationCounts | None, per_client: Mapping[int, Mapping]) -> str:
+def _evaluation(counts: Counts | None, per_client: Mapping[int, Mapping]) -> str:
     parts = []
-    if counts is not None:
+    if isinstance(counts, MultiLabelCounts):
+        parts.append(_per_label(counts))
+    elif counts is not None:
         categories, matrix = counts.confusion_matrix()
         rows = [[f"true {c}", *map(str, row)] for c, row in zip(categories, matrix,
                                                                  strict=True)]
@@ -187,6 +189,33 @@ def _evaluation(counts: EvaluationCounts | None, per_client: Mapping[int, Mappin
             ["client", *names],
             [[str(c), *(_num(m.get(k)) for k in names)] for c, m in per_client.items()]))
     return "".join(parts) or "<p>No client reported an evaluation.</p>"
+
+
+def _per_label(counts: MultiLabelCounts) -> str:
+    """Multi-label findings: a table per observation from the summed counts (a positive
+    call is a score above 0.5) and every observation's ROC curve in one plot."""
+    rows = []
+    fig = Figure(figsize=(4.6, 3.8))
+    ax = fig.subplots()
+    for name, label in zip(counts.labels, counts.per_label, strict=True):
+        (tn, fp), (fn, tp) = label.confusion.tolist()
+        auc = label.auc()
+        rows.append([name, str(tp + fn), str(tn + fp), _num(auc),
+                     _num(tp / (tp + fn) if tp + fn else None),
+                     _num(tn / (tn + fp) if tn + fp else None)])
+        roc = label.roc_curve()
+        if roc is not None and auc is not None:
+            ax.plot(roc[0], roc[1], label=f"{name} ({auc:.3f})")
+    ax.plot([0, 1], [0, 1], linestyle=":", color="#999")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("ROC per finding (counts at 101 thresholds)", fontsize=9)
+    if len(counts.labels) <= 14:
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return ("<h3>Per finding (summed over clients)</h3>" + _table(
+        ["finding", "positives", "negatives", "AUC", "sensitivity", "specificity"], rows)
+        + _plots(_svg(fig)))
 
 
 def _partitions(partitions: Mapping[int, Mapping]) -> str:

@@ -14,6 +14,7 @@ import safetensors
 
 from contract.file_names import FINAL_WEIGHTS
 from contract.settings import SettingsError, from_values
+from contract.wire import label_metric_key as metric_key
 from server_component.outputs import OutputPaths
 from server_component.run import EXIT_CANNOT_START, AggregatorResult, run_logged
 from server_component.settings import AggregatorConfig
@@ -72,17 +73,32 @@ def run_aggregator_task(values: Mapping[str, Any]) -> None:
 def export(result: AggregatorResult, model: FileArtifact, metrics: MetricsArtifact,
            classification: ClassificationArtifact) -> None:
     """What the KFP UI shows: scalars, the model's metadata, confusion matrix and ROC."""
-    for name, value in result.metrics.items():
+    for name, value in {**result.metrics, **pooled_label_aucs(result.evaluation)}.items():
         metrics.log_metric(name, value)
     model.metadata.update(model_metadata(result.summary))
     if result.mlflow_run_id:  # the export task logs model.keras into the same MLflow run
         model.metadata["mlflow_run_id"] = result.mlflow_run_id
-    if result.evaluation:
+    # A ClassificationMetrics artifact holds one confusion matrix and one ROC curve; a
+    # multi-label run's per-finding curves are in the report and its AUCs in the Metrics.
+    if result.evaluation and "confusion_matrix" in result.evaluation:
         matrix = result.evaluation["confusion_matrix"]
         classification.log_confusion_matrix(matrix["categories"], matrix["matrix"])
         roc = result.evaluation.get("roc")
         if roc:
             classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+
+
+def pooled_label_aucs(evaluation: dict | None) -> dict[str, float]:
+    """Multi-label: each finding's AUC over the pooled test splits (from the summed counts)
+    as ``pooled_auc_<finding>``, and their mean ``pooled_macro_auc``; {} otherwise."""
+    if not evaluation or "per_label" not in evaluation:
+        return {}
+    aucs = {name: entry["auc"] for name, entry in evaluation["per_label"].items()
+            if entry.get("auc") is not None}
+    pooled = {f"pooled_auc_{metric_key(name)}": round(auc, 6) for name, auc in aucs.items()}
+    if aucs:
+        pooled["pooled_macro_auc"] = round(float(np.mean(list(aucs.values()))), 6)
+    return pooled
 
 
 def model_metadata(summary: dict) -> dict:

@@ -37,7 +37,9 @@ class Dataset:
     """Train/test (and, when the source has one, validation) splits.
 
     ``kind`` is "table" (x of shape (N, F)) or "image" (N, H, W, C), where image x may be
-    ``ImageFiles`` decoded on demand.
+    ``ImageFiles`` decoded on demand. Single-label y is (N,) class indices; multi-label y is
+    (N, L) with 1, 0 or ``labels.MASKED``, ``num_classes`` is then L and ``class_names`` the
+    observations.
     """
 
     name: str
@@ -55,6 +57,11 @@ class Dataset:
     def input_shape(self) -> tuple[int, ...]:
         """The shape of one example, the model's input: (F,) or (H, W, C)."""
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether each example carries L findings rather than one class."""
+        return self.y_train.ndim == 2
 
 
 def stratified_split(y: np.ndarray, test_fraction: float, seed: int

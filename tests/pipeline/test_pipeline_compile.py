@@ -58,7 +58,8 @@ def test_pipeline_parameters_and_runtime_num_clients(compiled):
                            "learning_rate", "dataset", "data_uri", "partition", "seed",
                            "aggregator_port", "strategy", "min_clients", "round_timeout",
                            "checkpoint_size", "data_pvc", "data_sha256", "label_column",
-                           "image_size", "model", "model_width", "model_depth", "norm",
+                           "labels", "uncertainty", "image_size", "model", "model_width",
+                           "model_depth", "norm",
                            "fedprox_mu", "class_weights", "logit_adjustment", "optimizer",
                            "local_steps", "update_dtype",
                            # client and aggregator settings the UI lacked before "One contract"
