@@ -34,6 +34,7 @@ LOGIT_ADJUSTMENTS = ("none", "prior")  # client_component.label_prior
 UPDATE_DTYPES = ("float32", "float16")
 CHANNELS = (1, 3)
 DATASETS_NEEDING_DATA = ("npz", "image_folder", "csv", "chexpert")
+MULTI_LABEL_DATASETS = ("npz", "chexpert")  # npz: when the file's labels are (N, L)
 
 
 class ArchitectureError(ValueError):
@@ -73,6 +74,13 @@ def _data_for_dataset(values: Mapping, name: Namer) -> str | None:
     if dataset in DATASETS_NEEDING_DATA and not values["data_uri"]:
         return (f"{name('data_uri')} is required for dataset {dataset} (a path, a path inside "
                 "data_pvc, or an http(s) URL)")
+    return None
+
+
+def _labels_of_multi_label_data(values: Mapping, name: Namer) -> str | None:
+    if values["labels"] and values["dataset"] not in MULTI_LABEL_DATASETS:
+        return (f"{name('labels')} chooses the findings of multi-label data (dataset "
+                f"{' or '.join(MULTI_LABEL_DATASETS)}); dataset {values['dataset']} has none")
     return None
 
 
@@ -187,6 +195,7 @@ class ClientConfig:
     cross_checks = (CrossCheck(("client_id", "num_clients"), _client_id_in_run),
                     CrossCheck(("client_id", "token"), _token_of_this_client),
                     CrossCheck(("dataset", "data_uri"), _data_for_dataset),
+                    CrossCheck(("dataset", "labels"), _labels_of_multi_label_data),
                     CrossCheck(secagg.CROSS_NAMES, secagg.settings_problem),
                     CrossCheck(privacy.SETTING_NAMES, privacy.settings_problem),
                     CrossCheck(("dp", "logit_adjustment", "class_weights"),

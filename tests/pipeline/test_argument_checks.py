@@ -35,6 +35,10 @@ BAD = [
     ("aggregator_port=70000", "aggregator_port must be in 1..65535"),
     ("checkpoint_size=lots", "checkpoint_size 'lots' is not a Kubernetes quantity"),
     ("dataset=npz", "data_uri is required for dataset npz"),
+    ("uncertainty=u_maybe", "uncertainty 'u_maybe' is not accepted; accepted: u_ones, "
+                            "u_zeros, ignore"),
+    ("labels=Edema", "labels chooses the findings of multi-label data (dataset npz or "
+                     "chexpert); dataset breast_cancer has none"),
     ("dp_noise_multiplier=-1", "dp_noise_multiplier must be at least 0"),
     ("dp_clip_norm=0", "dp_clip_norm must be greater than 0"),
     ("dp_delta=1", "dp_delta must be in [0, 1)"),
