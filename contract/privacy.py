@@ -21,27 +21,39 @@ numbers), and reported as
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import dp_accounting
 import numpy as np
-from dp_accounting import rdp
 
 from contract.secagg.params import SecAggParams
 from contract.settings import at_least, one_of, setting
 
+if TYPE_CHECKING:
+    import dp_accounting
+
 MODES = ("off", "example", "client")
 SETTING_NAMES = ("dp", "dp_noise_multiplier", "dp_clip_norm", "dp_delta", "dp_target_epsilon")
 DEFAULT_DELTA = 1e-5
-# dp-accounting's default RDP orders that are whole numbers: its series for fractional orders
-# of the subsampled Gaussian does not converge at some sampling rates (dp-accounting then logs
-# a warning and drops the order); whole orders have a closed form, and the ε they give is
-# within about 1 % of the full set's at the settings this project uses.
-RDP_ORDERS = tuple(o for o in rdp.rdp_privacy_accountant.DEFAULT_RDP_ORDERS
-                   if o >= 2 and float(o).is_integer())
 Namer = Callable[[str], str]
+
+
+@functools.cache
+def rdp_orders() -> tuple[float, ...]:
+    """dp-accounting's default RDP orders that are whole numbers: its series for fractional
+    orders of the subsampled Gaussian does not converge at some sampling rates (dp-accounting
+    then logs a warning and drops the order); whole orders have a closed form, and the ε they
+    give is within about 1 % of the full set's at the settings this project uses.
+
+    dp-accounting (with scipy) is imported here, on first use, not with this module: it costs
+    every aggregator and client process about 55 MiB of memory, DP or not."""
+    from dp_accounting import rdp
+
+    return tuple(o for o in rdp.rdp_privacy_accountant.DEFAULT_RDP_ORDERS
+                 if o >= 2 and float(o).is_integer())
 
 
 def mode_setting() -> object:
@@ -159,6 +171,8 @@ class Mechanism:
 
     def event(self) -> dp_accounting.DpEvent:
         """One release as a ``dp_accounting`` event."""
+        import dp_accounting
+
         gaussian = dp_accounting.GaussianDpEvent(self.noise_multiplier)
         if self.sampling_rate == 1:
             return gaussian
@@ -168,7 +182,9 @@ class Mechanism:
         """ε at ``delta`` after ``releases`` releases (RDP accountant); 0 for none."""
         if releases <= 0:
             return 0.0
-        accountant = rdp.RdpAccountant(list(RDP_ORDERS))
+        from dp_accounting import rdp
+
+        accountant = rdp.RdpAccountant(list(rdp_orders()))
         accountant.compose(self.event(), releases)
         return float(accountant.get_epsilon(delta))
 

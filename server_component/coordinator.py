@@ -86,6 +86,8 @@ class RoundCoordinator(SecureStagesMixin):
         self.secure = secure
         self._clock = clock
         self._cond = threading.Condition()
+        # One init is read in full at a time: the others wait, then find a model adopted.
+        self._adopting = threading.Lock()
         self._spec: ModelSpec | None = None
         self._global: Tensors | None = None
         # The encoded global model, version _version (bytes, or a view of a numpy buffer).
@@ -121,23 +123,22 @@ class RoundCoordinator(SecureStagesMixin):
         meta = wire.parse_init_meta(message.metadata)
         self._check_client(meta.client_id)
         self._check_init_layout(message.layout)
-        with self._cond:
-            if self._version >= 0:
+        with self._adopting:
+            with self._cond:
+                if self._version >= 0:
+                    self._record_client_info(meta)
+                    return False
+            tensors = message.materialize().tensors
+            ModelSpec.of(tensors).check(tensors)  # finite values: the adopted init only
+            served = self.strategy.initial_model(dict(tensors))
+            spec = ModelSpec.of(served)
+            with self._cond:
+                self._raise_if_failed()
                 self._record_client_info(meta)
-                return False
-        tensors = message.materialize().tensors
-        ModelSpec.of(tensors).check(tensors)  # finite values: the adopted init only
-        served = self.strategy.initial_model(dict(tensors))
-        spec = ModelSpec.of(served)
-        with self._cond:
-            self._raise_if_failed()
-            self._record_client_info(meta)
-            if self._version >= 0:
-                return False
-            self.run_info.architecture = meta.architecture  # the adopted model's, kept opaque
-            self._spec = spec
-            self._publish(served, version=0)
-            self._checkpoint()
+                self.run_info.architecture = meta.architecture  # the adopted model's, opaque
+                self._spec = spec
+                self._publish(served, version=0)
+                self._checkpoint()
         log.info("event=init client=%d tensors=%d parameters=%d strategy=%s%s",
                  meta.client_id, len(spec.tensors), spec.num_parameters, self.strategy.name,
                  " keeps_all_updates=true" if self.strategy.keeps_all_updates else "")

@@ -225,7 +225,7 @@ def test_with_client_sampling_the_accountant_credits_the_real_sampling_rate():
     ledger = coordinator.privacy
     assert ledger.sampling_rate == 0.3
     ledger.rounds_released = 20
-    accountant = rdp.RdpAccountant(list(privacy.RDP_ORDERS))
+    accountant = rdp.RdpAccountant(list(privacy.rdp_orders()))
     accountant.compose(dp_accounting.PoissonSampledDpEvent(
         0.3, dp_accounting.GaussianDpEvent(1.0)), 20)
     assert ledger.epsilon == pytest.approx(accountant.get_epsilon(ledger.delta), rel=1e-9)
