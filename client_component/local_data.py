@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from client_component.datasets import Dataset, ImageFiles
+from client_component.datasets.chexpert import patient_of
 from client_component.datasets.labels import partition_keys, positive_counts
 from client_component.partition import partition_indices, partition_stats
 
@@ -61,8 +62,8 @@ def client_shard(dataset: Dataset, client_id: int, num_clients: int, partition: 
         val_idx = partition_indices(len(dataset.y_val), num_clients, "iid", seed)[client_id]
         x_val, y_val = dataset.x_val[val_idx], dataset.y_val[val_idx]
     else:
-        order = np.random.default_rng(seed + 7919 * (client_id + 1)).permutation(len(y_train))
-        n_val = int(round(len(order) * val_fraction)) if len(order) > 1 else 0
+        rng = np.random.default_rng(seed + 7919 * (client_id + 1))
+        order, n_val = _held_out_order(x_train, len(y_train), val_fraction, rng)
         x_val, y_val = x_train[order[:n_val]], y_train[order[:n_val]]
         x_train, y_train = x_train[order[n_val:]], y_train[order[n_val:]]
     test_idx = partition_indices(len(dataset.y_test), num_clients, "iid", seed)[client_id]
@@ -73,6 +74,25 @@ def client_shard(dataset: Dataset, client_id: int, num_clients: int, partition: 
     names = tuple(dataset.class_names) if dataset.multi_label else ()
     return LocalData(x_train, y_train, x_val, y_val, x_test, y_test, dataset.num_classes,
                      dataset.kind, stats, names)
+
+
+def _held_out_order(x_train: Features, n: int, val_fraction: float, rng: np.random.Generator
+                    ) -> tuple[np.ndarray, int]:
+    """(an order of the n training examples, how many of its first ones are validation).
+    Images of known patients (CheXpert) are held out by patient: one patient's studies never
+    sit in both the site's training and validation splits."""
+    patients = ([patient_of(p) for p in x_train.paths] if isinstance(x_train, ImageFiles)
+                else [])
+    if not patients or None in patients:
+        order = rng.permutation(n)
+        return order, int(round(n * val_fraction)) if n > 1 else 0
+    names, group = np.unique(patients, return_inverse=True)
+    shuffled = rng.permutation(len(names))
+    order = np.concatenate([np.flatnonzero(group == g) for g in shuffled])
+    sizes = np.cumsum(np.bincount(group, minlength=len(names))[shuffled])
+    wanted = n * val_fraction if len(names) > 1 else 0
+    n_val = int(sizes[np.argmin(np.abs(sizes - wanted))]) if wanted else 0
+    return order, min(n_val, int(sizes[-2]) if len(names) > 1 else 0)
 
 
 def _stats(dataset: Dataset, parts: list[np.ndarray], client_id: int) -> dict:

@@ -63,6 +63,12 @@ def chexpert(root: str | Path, labels: str = "", uncertainty: str = "u_ones",
                    x_val=x_val, y_val=y_val, class_names=chosen)
 
 
+def patient_of(path: str) -> str | None:
+    """The patient an image belongs to (``patient00001`` in CheXpert paths), or None."""
+    found = _PATIENT.search(path)
+    return found.group(0) if found else None
+
+
 def _read(file: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(file)
@@ -96,7 +102,7 @@ def _patient_split(files: ImageFiles, y: np.ndarray, test_fraction: float, seed:
                    ) -> dict[str, tuple[ImageFiles, np.ndarray]]:
     from sklearn.model_selection import GroupShuffleSplit
 
-    groups = [(_PATIENT.search(p) or re.search(r".*", p)).group(0) for p in files.paths]
+    groups = [patient_of(p) or p for p in files.paths]
     if len(set(groups)) < 2:
         raise DatasetError("a CheXpert folder without valid.csv needs images of at least two "
                            "patients to hold some out for testing")

@@ -150,3 +150,13 @@ def test_a_client_shard_of_multi_label_data_reports_positives_per_finding(chestm
     # the file has a val split, so the shard's train split is its whole partition
     assert shard.stats["examples"] == len(shard.y_train)
     assert shard.stats["labels"] == (shard.y_train == 1).sum(axis=0).tolist()
+
+
+def test_a_site_holds_validation_out_by_patient(chexpert):
+    data = load_dataset("chexpert", str(chexpert))  # no val split: each site holds one out
+    for client in range(2):
+        shard = client_shard(data, client, 2, "iid", seed=4)
+        patients = [{p.split("/")[-3] for p in x.paths} for x in (shard.x_train, shard.x_val)]
+        assert patients[0] and patients[1] and not patients[0] & patients[1]
+        assert len(shard.y_train) + len(shard.y_val) == shard.stats["examples"]
+        assert 0.1 < len(shard.y_val) / shard.stats["examples"] < 0.35
