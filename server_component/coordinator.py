@@ -125,6 +125,7 @@ class RoundCoordinator(SecureStagesMixin):
         self._check_init_layout(message.layout)
         with self._adopting:
             with self._cond:
+                self._raise_if_failed()
                 if self._version >= 0:
                     self._record_client_info(meta)
                     return False
