@@ -50,11 +50,6 @@ def choose_labels(names: Sequence[str], wanted: str, default: Sequence[str] = ()
     return positions
 
 
-def is_multi_label(y: np.ndarray) -> bool:
-    """Labels of shape (N, L): one 0/1 (or MASKED) entry per observation."""
-    return np.asarray(y).ndim == 2
-
-
 def positive_counts(y: np.ndarray) -> list[int]:
     """Per label: how many examples have it (masked entries not counted)."""
     return (np.asarray(y) == 1).sum(axis=0).astype(int).tolist()
